@@ -1,0 +1,191 @@
+"""The stage-1/5 CLI verbs as importable functions: train a tokenizer, make a model, generate text."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from .cards import model_card_fields, render_card
+from .configuration_scratchgpt import ScratchGPTConfig
+from .io_utils import atomic_output_dir, check_output_dir
+from .modeling_scratchgpt import ScratchGPTForCausalLM
+from .tokenization import train_bpe_tokenizer
+
+
+def train_tokenizer(
+    *,
+    files: list[str],
+    vocab_size: int,
+    out: str,
+    min_frequency: int = 2,
+    model_max_length: int = 1024,
+    overwrite: bool = False,
+) -> Path:
+    """Train a byte-level BPE tokenizer on text files and save it as a Hugging Face folder.
+
+    Args:
+        files: UTF-8 text files to learn from.
+        vocab_size: Largest vocabulary size (>= 257).
+        out: Folder to write (tokenizer.json, tokenizer_config.json, chat_template.jinja).
+        min_frequency: Least count of a pair to be merged.
+        model_max_length: Context length recorded in the tokenizer config.
+        overwrite: Replace an existing, non-empty `out`.
+
+    Returns:
+        The output folder.
+    """
+    check_output_dir(out, overwrite)
+    paths = [Path(f) for f in files]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer training file not found: {path}")
+    tok = train_bpe_tokenizer(
+        paths, vocab_size=vocab_size, min_frequency=min_frequency, model_max_length=model_max_length
+    )
+    with atomic_output_dir(out, overwrite) as tmp:
+        tok.save_pretrained(tmp)
+    print(f"trained a BPE tokenizer with {len(tok):,} tokens on {len(paths)} file(s) -> {out}")
+    return Path(out)
+
+
+def save_model_folder(
+    model: ScratchGPTForCausalLM,
+    tokenizer,
+    out: str | Path,
+    command: str,
+    weights: str,
+    provenance: str,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete Hugging Face folder (config, safetensors, generation config, tokenizer, card), atomically."""
+    with atomic_output_dir(out, overwrite) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        card = render_card("model", **model_card_fields(model, out, command, weights, provenance))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    return Path(out)
+
+
+def init_model(
+    *,
+    out: str,
+    preset: str = "tiny",
+    tokenizer: str | None = None,
+    context_length: int | None = None,
+    seed: int = 123,
+    init_scheme: str = "gpt2",
+    tie_word_embeddings: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Create a randomly initialised ScratchGPT causal LM folder from a preset.
+
+    Args:
+        out: Folder to write.
+        preset: Model size: tiny, gpt2-small, gpt2-medium, gpt2-large or gpt2-xl.
+        tokenizer: Tokenizer folder to bundle; its size sets the vocabulary and its
+            `<|endoftext|>` the eos/pad ids.
+        context_length: Override the preset's context length.
+        seed: Random seed of the initialisation.
+        init_scheme: gpt2 (normal 0.02) or book (PyTorch defaults, as the book).
+        tie_word_embeddings: Share the output head with the token embedding.
+        overwrite: Replace an existing, non-empty `out`.
+
+    Returns:
+        The output folder.
+    """
+    check_output_dir(out, overwrite)
+    overrides: dict = {"init_scheme": init_scheme, "tie_word_embeddings": tie_word_embeddings}
+    if context_length is not None:
+        overrides["context_length"] = context_length
+    tok = None
+    if tokenizer is not None:
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+        overrides.update(
+            vocab_size=len(tok),
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    config = ScratchGPTConfig.from_preset(preset, **overrides)
+    torch.manual_seed(seed)
+    model = ScratchGPTForCausalLM(config)
+    model.generation_config = GenerationConfig.from_model_config(config)
+    save_model_folder(
+        model,
+        tok,
+        out,
+        command="init-model",
+        weights=f"random ({init_scheme} init, seed {seed})",
+        provenance=f"Preset `{preset}`, not trained.",
+        overwrite=overwrite,
+    )
+    print(f"wrote a {preset} ScratchGPT ({model.num_parameters():,} parameters) -> {out}")
+    return Path(out)
+
+
+def generate(
+    model_dir: str,
+    *,
+    prompt: str,
+    max_new_tokens: int = 50,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_beams: int = 1,
+    seed: int = 123,
+) -> str:
+    """Continue a prompt with a saved model (greedy unless a temperature is given).
+
+    Args:
+        model_dir: Folder with the model and its tokenizer (or a Hub id when online).
+        prompt: Text to continue.
+        max_new_tokens: Most tokens to generate.
+        temperature: 0 is greedy; above 0 samples.
+        top_k: Sample only among the k most likely tokens.
+        top_p: Sample only among the smallest set of tokens whose probability reaches p.
+        num_beams: Beam search width (1: no beam search).
+        seed: Random seed for sampling.
+
+    Returns:
+        The generated continuation (also printed).
+    """
+    path = Path(model_dir)
+    if not (path / "config.json").is_file() and (path.exists() or model_dir.startswith((".", "/"))):
+        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    inputs = tok(prompt, return_tensors="pt")
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False}
+    )
+    limit = model.config.max_position_embeddings - inputs["input_ids"].shape[1]
+    if limit <= 0:
+        raise ValueError(
+            f"the prompt has {inputs['input_ids'].shape[1]} tokens, "
+            f"more than the model's context_length {model.config.max_position_embeddings}"
+        )
+    if max_new_tokens > limit:
+        print(
+            f"note: generating {limit} tokens, the room left in the context of {model.config.max_position_embeddings}",
+            file=sys.stderr,
+        )
+    with torch.no_grad():
+        out = model.generate(
+            **inputs,
+            max_new_tokens=min(max_new_tokens, limit),
+            num_beams=num_beams,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            **sampling,
+        )
+    text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    print(prompt + text)
+    return text

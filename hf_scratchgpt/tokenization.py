@@ -1,0 +1,262 @@
+"""Tokenizers (stage 1): the book's word-level tokenizer, a trained byte-level BPE, and GPT-2's.
+
+* `SimpleTokenizer` — the readable regex tokenizer of chapter 2.3/2.4 with `[BOS]`, `[EOS]`,
+  `[PAD]` and `[UNK]`.
+* `train_bpe_tokenizer` — byte-level BPE trained with `tokenizers` (all 256 bytes in the base
+  alphabet, so nothing is ever unknown), returned as a transformers fast tokenizer.
+* `load_gpt2_tokenizer` — OpenAI's GPT-2 tokenizer built offline from its two published files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from transformers import GPT2Tokenizer, PreTrainedTokenizerFast
+
+EOT = "<|endoftext|>"
+SIMPLE_SPECIAL_TOKENS = ("[BOS]", "[EOS]", "[PAD]", "[UNK]")
+_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
+_SPACE_BEFORE_PUNCT = re.compile(r'\s+([,.:;?_!"()\'])')
+
+# Alpaca-style chat template (the book's instruction format, chapter 7), usable by apply_chat_template.
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\n\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
+    "{%- else -%}{{ '### Response:\n' + message['content'] + eos_token }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '### Response:\n' }}{%- endif -%}"
+)
+
+
+def split_words(text: str) -> list[str]:
+    """Split on whitespace and punctuation, keep the punctuation, drop the spaces (chapter 2.2)."""
+    return [item.strip() for item in _SPLIT.split(text) if item.strip()]
+
+
+class SimpleTokenizer:
+    """The book's word-level tokenizer (`SimpleTokenizerV2`) with `[BOS]`, `[EOS]`, `[PAD]`, `[UNK]`.
+
+    Args:
+        vocab: Mapping token -> id. It must contain `[UNK]`; words not in it encode to `[UNK]`.
+    """
+
+    def __init__(self, vocab: Mapping[str, int]) -> None:
+        if "[UNK]" not in vocab:
+            raise ValueError("SimpleTokenizer vocab must contain the '[UNK]' token")
+        self.str_to_int = dict(vocab)
+        self.int_to_str = {i: s for s, i in self.str_to_int.items()}
+        if len(self.int_to_str) != len(self.str_to_int):
+            raise ValueError("SimpleTokenizer vocab maps two tokens to the same id")
+
+    @classmethod
+    def from_text(cls, text: str, special_tokens: Iterable[str] = SIMPLE_SPECIAL_TOKENS) -> SimpleTokenizer:
+        """Build the vocabulary from `text`: its sorted unique words, then the special tokens."""
+        words = sorted(set(split_words(text)))
+        specials = [t for t in special_tokens if t not in words]
+        return cls({token: i for i, token in enumerate(words + specials)})
+
+    def __len__(self) -> int:
+        return len(self.str_to_int)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.str_to_int)
+
+    def _special_id(self, token: str) -> int | None:
+        return self.str_to_int.get(token)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._special_id("[BOS]")
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._special_id("[EOS]")
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._special_id("[PAD]")
+
+    @property
+    def unk_token_id(self) -> int:
+        return self.str_to_int["[UNK]"]
+
+    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Token ids of `text`; unknown words become `[UNK]`."""
+        unk = self.unk_token_id
+        ids = [self.str_to_int.get(word, unk) for word in split_words(text)]
+        if add_bos:
+            ids.insert(0, self._required("[BOS]"))
+        if add_eos:
+            ids.append(self._required("[EOS]"))
+        return ids
+
+    def _required(self, token: str) -> int:
+        if token not in self.str_to_int:
+            raise ValueError(f"this SimpleTokenizer has no {token} token")
+        return self.str_to_int[token]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Join the tokens with spaces and remove the spaces before punctuation."""
+        try:
+            text = " ".join(self.int_to_str[int(i)] for i in ids)
+        except KeyError as err:
+            raise ValueError(f"token id {err.args[0]} is not in this SimpleTokenizer's vocabulary") from None
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+
+def _iter_texts(texts_or_files: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Yield texts; a `Path`, or a string naming an existing file, is read as UTF-8 text."""
+    items = [texts_or_files] if isinstance(texts_or_files, (str, os.PathLike)) else texts_or_files
+    for item in items:
+        if isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item and _is_file(item)):
+            path = Path(item)
+            if not path.is_file():
+                raise FileNotFoundError(f"tokenizer training file not found: {path}")
+            try:
+                yield path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}: not UTF-8 text (byte offset {err.start}: {err.reason})") from None
+        elif isinstance(item, str):
+            yield item
+        else:
+            raise TypeError(f"expected text or a file path, got {type(item).__name__}")
+
+
+def _is_file(candidate: str) -> bool:
+    try:
+        return len(candidate) < 4096 and Path(candidate).is_file()
+    except OSError:
+        return False
+
+
+def train_bpe_tokenizer(
+    texts_or_files: str | os.PathLike | Iterable[str | os.PathLike],
+    vocab_size: int,
+    min_frequency: int = 2,
+    model_max_length: int = 1024,
+    special_tokens: Iterable[str] = (),
+    chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
+) -> PreTrainedTokenizerFast:
+    """Train a GPT-2 style byte-level BPE tokenizer with the `tokenizers` library.
+
+    The base alphabet holds all 256 bytes, so `decode(encode(s)) == s` for any string and no
+    `[UNK]` is needed. `<|endoftext|>` is id 0 and serves as bos, eos, pad and unk token.
+
+    Args:
+        texts_or_files: Texts, or paths of UTF-8 text files (`Path`s, or strings naming existing files).
+        vocab_size: Largest vocabulary to learn (at least 257: the bytes and `<|endoftext|>`). A
+            small corpus may give fewer tokens; `len(tokenizer)` tells.
+        min_frequency: A pair must occur this often to be merged.
+        model_max_length: Recorded in the tokenizer config (the model's context length).
+        special_tokens: More special tokens, after `<|endoftext|>`.
+        chat_template: Jinja template for `apply_chat_template` (Alpaca style by default).
+
+    Returns:
+        A `PreTrainedTokenizerFast`; `save_pretrained` it and load it back with `AutoTokenizer`.
+
+    Raises:
+        ValueError: On a too-small `vocab_size`, no text at all, or a file that is not UTF-8.
+        FileNotFoundError: If a named file does not exist.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    specials = [EOT, *[t for t in special_tokens if t != EOT]]
+    minimum = 256 + len(specials)
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
+        raise ValueError(f"vocab_size must be an integer >= {minimum} (256 bytes + special tokens), got {vocab_size!r}")
+    texts = [t for t in _iter_texts(texts_or_files) if t]
+    if not texts:
+        raise ValueError("no training text: every given text or file is empty")
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is dropped
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOT,
+        eos_token=EOT,
+        unk_token=EOT,
+        pad_token=EOT,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+    if chat_template is not None:
+        hf_tok.chat_template = chat_template
+    return hf_tok
+
+
+def _gpt2_files(vocab_file: str | os.PathLike, merges_file: str | os.PathLike | None) -> tuple[Path, Path]:
+    vocab_path = Path(vocab_file)
+    if vocab_path.is_dir():
+        folder = vocab_path
+        vocab_path = next(
+            (folder / n for n in ("encoder.json", "vocab.json") if (folder / n).is_file()), folder / "encoder.json"
+        )
+        if merges_file is None:
+            merges_file = next(
+                (folder / n for n in ("vocab.bpe", "merges.txt") if (folder / n).is_file()), folder / "vocab.bpe"
+            )
+    if merges_file is None:
+        raise ValueError("give merges_file (GPT-2's vocab.bpe / merges.txt), or a folder as vocab_file")
+    merges_path = Path(merges_file)
+    for path in (vocab_path, merges_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"GPT-2 tokenizer file not found: {path}")
+    return vocab_path, merges_path
+
+
+def load_gpt2_tokenizer(vocab_file: str | os.PathLike, merges_file: str | os.PathLike | None = None) -> GPT2Tokenizer:
+    """OpenAI's GPT-2 tokenizer from its published files, with no download.
+
+    Args:
+        vocab_file: `encoder.json` (= Hugging Face's `vocab.json`), or a folder holding both files.
+        merges_file: `vocab.bpe` (= `merges.txt`); found in the folder when `vocab_file` is one.
+
+    Returns:
+        A transformers `GPT2Tokenizer` (Rust backend); "Hello, I am" -> [15496, 11, 314, 716].
+
+    Raises:
+        FileNotFoundError: If a file is missing.
+        ValueError: If a file is not a GPT-2 vocabulary / merges file.
+    """
+    vocab_path, merges_path = _gpt2_files(vocab_file, merges_file)
+    try:
+        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{vocab_path}: not a JSON vocabulary ({err})") from None
+    if not isinstance(vocab, dict) or EOT not in vocab:
+        raise ValueError(f"{vocab_path}: expected a JSON object token -> id containing {EOT!r}")
+    merges = []
+    for lineno, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line or line.startswith("#version"):
+            continue
+        pair = tuple(line.split(" "))
+        if len(pair) != 2:
+            raise ValueError(f"{merges_path}:{lineno}: expected two space-separated symbols, got {line!r}")
+        merges.append(pair)
+    return GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=1024)
+
+
+__all__ = [
+    "EOT",
+    "DEFAULT_CHAT_TEMPLATE",
+    "SimpleTokenizer",
+    "split_words",
+    "train_bpe_tokenizer",
+    "load_gpt2_tokenizer",
+]

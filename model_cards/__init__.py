@@ -1,0 +1,1 @@
+"""Model card templates (Markdown with `{field}` placeholders), rendered by `hf_scratchgpt.cards`."""

@@ -1,0 +1,47 @@
+"""Test setup: offline, an isolated HF_HOME, tiny configs and the shared data."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before any Hugging Face import: no network, caches in a throwaway folder.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="scratchgpt-hf-home-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def tiny_config(**overrides):
+    from hf_scratchgpt import ScratchGPTConfig
+
+    values = dict(vocab_size=97, context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+    values.update(overrides)
+    return ScratchGPTConfig(**values)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data folder not found at {SHARED_DATA} (set SCRATCHGPT_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_lm():
+    from hf_scratchgpt import ScratchGPTForCausalLM
+
+    torch.manual_seed(0)
+    return ScratchGPTForCausalLM(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def verdict_tokenizer():
+    """A small BPE tokenizer trained on the-verdict (session-wide: training takes a moment)."""
+    from hf_scratchgpt.tokenization import train_bpe_tokenizer
+
+    return train_bpe_tokenizer([SHARED_DATA / "the-verdict.txt"], vocab_size=400, model_max_length=32)
