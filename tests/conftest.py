@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+os.environ.setdefault("SCRATCHGPT_GPT2_TOKENIZER", str(SHARED_DATA / "gpt2"))  # GPT-2's files, offline
 
 
 def tiny_config(**overrides):
@@ -45,3 +46,10 @@ def verdict_tokenizer():
     from hf_scratchgpt.tokenization import train_bpe_tokenizer
 
     return train_bpe_tokenizer([SHARED_DATA / "the-verdict.txt"], vocab_size=400, model_max_length=32)
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    from hf_scratchgpt.tokenization import load_gpt2_tokenizer
+
+    return load_gpt2_tokenizer(SHARED_DATA / "gpt2")

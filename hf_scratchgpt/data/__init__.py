@@ -1,0 +1,72 @@
+"""Stage 2: every dataset the product trains on, built with `datasets` (load_dataset + cached maps).
+
+- `sources`: files, folders, globs, Hub ids and the built-in offline corpus, as documents.
+- `lm`: tokenize -> sliding windows over the whole token stream; splits, streaming, packing,
+  mixing, de-duplication, content hashes.
+- `book`: the book's `GPTDatasetV1` / `create_dataloader_v1`.
+- `classification`: text/label tables, balancing, 70/10/20 splits, padding collate.
+- `instruction`: instruction/chat records, prompt styles, the book's collate, packing.
+"""
+
+from .book import GPTDatasetV1, create_dataloader_v1, default_gpt2_tokenizer
+from .classification import (
+    ClassificationCollator,
+    balance_by_undersampling,
+    label_maps,
+    load_classification_table,
+    load_sms_spam,
+    split_fractions,
+    tokenize_classification,
+)
+from .instruction import (
+    InstructionCollator,
+    book_batch,
+    format_input,
+    load_instruction_records,
+    pack_examples,
+    render,
+    split_instructions,
+    tokenize_instructions,
+)
+from .lm import (
+    LMDatasets,
+    content_hash,
+    deduplicate_documents,
+    mix_datasets,
+    mixing_probabilities,
+    prepare_lm_datasets,
+    tokenize_documents,
+    window_starts,
+)
+from .sources import builtin_corpus_file, load_documents
+
+__all__ = [
+    "GPTDatasetV1",
+    "create_dataloader_v1",
+    "default_gpt2_tokenizer",
+    "ClassificationCollator",
+    "balance_by_undersampling",
+    "label_maps",
+    "load_classification_table",
+    "load_sms_spam",
+    "split_fractions",
+    "tokenize_classification",
+    "InstructionCollator",
+    "book_batch",
+    "format_input",
+    "load_instruction_records",
+    "pack_examples",
+    "render",
+    "split_instructions",
+    "tokenize_instructions",
+    "LMDatasets",
+    "content_hash",
+    "deduplicate_documents",
+    "mix_datasets",
+    "mixing_probabilities",
+    "prepare_lm_datasets",
+    "tokenize_documents",
+    "window_starts",
+    "builtin_corpus_file",
+    "load_documents",
+]

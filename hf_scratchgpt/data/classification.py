@@ -1,0 +1,191 @@
+"""Classification sets (chapter 6): text/label tables, balancing, 70/10/20 splits, padding collate.
+
+The label set travels with the data as a `datasets.ClassLabel` feature, so `label2id`/`id2label`
+are read from `ds.features["label"]` (see `label_maps`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+
+_FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def load_classification_table(
+    source: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    file_format: str | None = None,
+    column_names: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    split: str = "train",
+) -> Dataset:
+    """Load a text/label table as a `Dataset` with columns `text` and `label` (a `ClassLabel`).
+
+    Args:
+        source: A TSV/CSV/JSON/JSONL/Parquet file, or a Hub dataset id (when online).
+        text_column: Column holding the text.
+        label_column: Column holding the label (names or integer ids).
+        file_format: `tsv`, `csv`, `json` or `parquet`; inferred from the suffix when None (a file
+            without a suffix, like `SMSSpamCollection`, needs it).
+        column_names: Names for a file without a header row (e.g. `["label", "text"]`).
+        labels: The label set in id order (e.g. `["ham", "spam"]`); default: sorted names found.
+        split: Split of a Hub dataset.
+
+    Raises:
+        ValueError: A missing column, a missing text or label (with the record index), or a label
+            outside `labels`.
+    """
+    path = Path(source)
+    if path.exists():
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"{path}: file is empty")
+        fmt = file_format or _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise ValueError(
+                f"{path}: cannot tell the format from the name; pass file_format='tsv'|'csv'|'json'|'parquet'"
+            )
+        kwargs: dict[str, Any] = {}
+        if fmt in ("tsv", "csv"):
+            kwargs["delimiter"] = "\t" if fmt == "tsv" else ","
+            if column_names is not None:
+                kwargs["column_names"] = list(column_names)
+        ds = load_dataset("csv" if fmt in ("tsv", "csv") else fmt, data_files=os.fspath(path), split="train", **kwargs)
+        where = os.fspath(path)
+    else:
+        ds = load_dataset(os.fspath(source), split=split)
+        where = os.fspath(source)
+    for name in (text_column, label_column):
+        if name not in ds.column_names:
+            raise ValueError(f"{where}: no column {name!r}; the columns are {ds.column_names}")
+    ds = ds.select_columns([text_column, label_column])
+    if text_column != "text":
+        ds = ds.rename_column(text_column, "text")
+    if label_column != "label":
+        ds = ds.rename_column(label_column, "label")
+    return attach_label_set(ds, labels, where)
+
+
+def attach_label_set(ds: Dataset, labels: Sequence[str] | None, where: str = "dataset") -> Dataset:
+    """Check every row and store the labels as a `ClassLabel` (ids in the order of `labels`)."""
+    if isinstance(ds.features["label"], ClassLabel) and labels is None:
+        return ds
+    values = list(ds["label"])
+    texts = list(ds["text"])
+    for i, (text, value) in enumerate(zip(texts, values)):
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: record {i}: missing or non-text 'text' ({text!r})")
+        if value is None:
+            raise ValueError(f"{where}: record {i}: missing label")
+    if labels is None:
+        if all(isinstance(v, (int, np.integer)) for v in values):
+            labels = [str(i) for i in range(max(values) + 1)]
+        else:
+            labels = sorted({str(v) for v in values})
+    names = [str(x) for x in labels]
+    index = {n: i for i, n in enumerate(names)}
+    for i, value in enumerate(values):
+        key = names[value] if isinstance(value, (int, np.integer)) and 0 <= value < len(names) else str(value)
+        if key not in index:
+            raise ValueError(f"{where}: record {i}: label {value!r} is not in the label set {names}")
+    ds = ds.map(_label_to_id, batched=True, fn_kwargs={"names": names, "index": index})
+    return ds.cast_column("label", ClassLabel(names=names))
+
+
+def _label_to_id(batch: dict, names: list[str], index: dict[str, int]) -> dict:
+    ids = [v if isinstance(v, int) else index[str(v)] for v in batch["label"]]
+    return {"label": ids}
+
+
+def label_maps(ds: Dataset | DatasetDict) -> tuple[dict[str, int], dict[int, str]]:
+    """`(label2id, id2label)` of a dataset's `ClassLabel`, for the model config."""
+    features = (next(iter(ds.values())) if isinstance(ds, DatasetDict) else ds).features["label"]
+    return {n: i for i, n in enumerate(features.names)}, dict(enumerate(features.names))
+
+
+def balance_by_undersampling(ds: Dataset, seed: int = 123) -> Dataset:
+    """Undersample every class to the size of the smallest (the book: 747 ham + 747 spam)."""
+    labels = np.asarray(ds["label"])
+    rng = np.random.default_rng(seed)
+    smallest = min(np.bincount(labels)[np.unique(labels)])
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), smallest, replace=False) for c in np.unique(labels)])
+    return ds.select(np.sort(keep))
+
+
+def split_fractions(ds: Dataset, fractions: Sequence[float], names: Sequence[str], seed: int = 123) -> DatasetDict:
+    """Shuffle (seeded) and cut into consecutive parts; all parts but the last get `int(n * fraction)` rows.
+
+    The book's 70/10/20 on 1,494 balanced spam rows gives 1,045 / 149 / 300.
+    """
+    if len(fractions) != len(names) or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions {list(fractions)} must be {len(names)} non-negative numbers summing to 1")
+    shuffled = ds.shuffle(seed=seed)
+    n = len(shuffled)
+    sizes = [int(n * f) for f in fractions[:-1]]
+    bounds = np.cumsum([0, *sizes, n - sum(sizes)])
+    return DatasetDict({name: shuffled.select(range(int(a), int(b))) for name, a, b in zip(names, bounds, bounds[1:])})
+
+
+def _tokenize_text(batch: dict, tokenizer: Any, max_length: int | None) -> dict:
+    if hasattr(tokenizer, "backend_tokenizer"):
+        ids = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
+    else:
+        ids = [tokenizer.encode(t) for t in batch["text"]]
+    if max_length is not None:
+        ids = [x[:max_length] for x in ids]  # the book's rule: keep the first max_length tokens
+    return {"input_ids": ids}
+
+
+def tokenize_classification(ds: Dataset | DatasetDict, tokenizer: Any, max_length: int | None = None):
+    """Batched, cached map: `text` -> `input_ids`; texts longer than `max_length` keep their first tokens."""
+    return ds.map(
+        _tokenize_text,
+        batched=True,
+        remove_columns=["text"],
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+    )
+
+
+@dataclass
+class ClassificationCollator:
+    """Pad a batch of `{"input_ids", "label"}` rows to its longest row (or to `pad_to`).
+
+    Rows longer than `pad_to` are truncated to their first `pad_to` tokens (the book's rule).
+    Returns `input_ids`, `attention_mask` (1 = token) and `labels`; `padding_side="left"` is
+    also supported (the model reads the last non-padding token either way).
+    """
+
+    pad_token_id: int
+    pad_to: int | None = None
+    padding_side: str = "right"
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        seqs = [list(r["input_ids"])[: self.pad_to] if self.pad_to else list(r["input_ids"]) for r in rows]
+        width = self.pad_to or max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            span = slice(width - len(s), width) if self.padding_side == "left" else slice(0, len(s))
+            input_ids[i, span] = torch.tensor(s, dtype=torch.long)
+            mask[i, span] = 1
+        labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def load_sms_spam(path: str | os.PathLike, seed: int = 123) -> DatasetDict:
+    """The book's spam data: SMS Spam Collection (label<TAB>text), balanced, split 70/10/20.
+
+    Labels: ham = 0, spam = 1. On the UCI file: 1,045 / 149 / 300 rows.
+    """
+    table = load_classification_table(path, file_format="tsv", column_names=["label", "text"], labels=["ham", "spam"])
+    return split_fractions(
+        balance_by_undersampling(table, seed), (0.7, 0.1, 0.2), ("train", "validation", "test"), seed
+    )

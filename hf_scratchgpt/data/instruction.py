@@ -1,0 +1,247 @@
+"""Instruction sets (chapter 7): records, prompt styles, the book's padding collate, packing, splits.
+
+Records are `{"instruction", "input", "output"}` (`input` may be empty) or chat records
+`{"messages": [{"role", "content"}, ...]}`. Prompt styles: `alpaca` (the book's exact text),
+`phi3` (`<|user|>` / `<|assistant|>`) and `chat` (the tokenizer's chat template).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, DatasetDict, load_dataset
+
+from .classification import split_fractions
+
+STYLES = ("alpaca", "phi3", "chat")
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+)
+
+
+def format_input(entry: dict, style: str = "alpaca") -> str:
+    """The prompt of a record, up to where the response begins (the book's `format_input`)."""
+    if style == "alpaca":
+        text = f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
+        return text + (f"\n\n### Input:\n{entry['input']}" if entry.get("input") else "")
+    if style == "phi3":
+        return f"<|user|>\n{entry['instruction']}" + (f"\n{entry['input']}" if entry.get("input") else "")
+    raise ValueError(f"prompt style must be one of {STYLES}, got {style!r}")
+
+
+def response_prefix(style: str) -> str:
+    """What separates the prompt from the response in a style."""
+    return {"alpaca": "\n\n### Response:\n", "phi3": "\n<|assistant|>\n"}[style]
+
+
+def record_messages(entry: dict) -> list[dict]:
+    """A record as chat messages (instruction records become one user and one assistant turn)."""
+    if entry.get("messages"):
+        return entry["messages"]
+    user = entry["instruction"] + (f"\n\n{entry['input']}" if entry.get("input") else "")
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": entry["output"]}]
+
+
+def render(entry: dict, style: str, tokenizer: Any = None) -> tuple[str, str]:
+    """`(prompt, full_text)` of a record; `full_text` starts with `prompt` and holds the response."""
+    if style == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt style 'chat' needs a tokenizer with a chat_template")
+        messages = record_messages(entry)
+        if messages[-1]["role"] != "assistant":
+            raise ValueError("a chat record must end with an assistant message")
+        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        return prompt, full
+    if entry.get("messages"):
+        raise ValueError(f"chat records need prompt style 'chat', not {style!r}")
+    prompt = format_input(entry, style) + response_prefix(style)
+    return prompt, prompt + entry["output"]
+
+
+def _check_record(record: Any, index: int, where: str) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: record {index}: expected an object, got {type(record).__name__}")
+    if "messages" in record and record["messages"] is not None:
+        msgs = record["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise ValueError(f"{where}: record {index}: 'messages' must be a non-empty list")
+        for j, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise ValueError(f"{where}: record {index}: message {j} needs string 'role' and 'content'")
+        return
+    for name in ("instruction", "output"):
+        if not isinstance(record.get(name), str):
+            raise ValueError(f"{where}: record {index}: missing or non-text field {name!r}")
+    if record.get("input") is not None and not isinstance(record["input"], str):
+        raise ValueError(f"{where}: record {index}: field 'input' must be text")
+
+
+def load_instruction_records(path: str | os.PathLike) -> Dataset:
+    """Load and check instruction or chat records from a JSON array or JSONL file.
+
+    Raises:
+        ValueError: An empty file, invalid JSON (with the line), or a bad record (with its index).
+    """
+    path = Path(path)
+    raw = path.read_text(encoding="utf-8")
+    if not raw.strip():
+        raise ValueError(f"{path}: file is empty")
+    if path.suffix.lower() == ".jsonl":
+        records = []
+        for lineno, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+    else:
+        try:
+            records = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a JSON array of records, got {type(records).__name__}")
+    for i, record in enumerate(records):
+        _check_record(record, i, os.fspath(path))
+    if records and all("messages" not in r for r in records):
+        ds = load_dataset("json", data_files=os.fspath(path), split="train")  # cached like every source
+        return ds.map(_fill_input, batched=True) if "input" not in ds.column_names else ds
+    return Dataset.from_list(records)
+
+
+def _fill_input(batch: dict) -> dict:
+    return {"input": [""] * len(batch["instruction"])}
+
+
+def split_instructions(ds: Dataset, seed: int = 123, fractions: Sequence[float] = (0.85, 0.1, 0.05)) -> DatasetDict:
+    """The book's 85 % train / 10 % test / 5 % validation split, seeded (935 / 110 / 55 of 1,100)."""
+    return split_fractions(ds, fractions, ("train", "test", "validation"), seed)
+
+
+def _tokenize_records(batch: dict, tokenizer: Any, style: str) -> dict:
+    keys = list(batch)
+    input_ids, prompt_lengths = [], []
+    for row in range(len(batch[keys[0]])):
+        prompt, full = render({k: batch[k][row] for k in keys}, style, tokenizer)
+        ids = tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+        input_ids.append(ids)
+        prompt_lengths.append(_common_prefix(ids, prompt_ids))  # a merge across the boundary counts as response
+    return {"input_ids": input_ids, "prompt_length": prompt_lengths}
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_instructions(ds: Dataset | DatasetDict, tokenizer: Any, style: str = "alpaca"):
+    """Batched, cached map: records -> `input_ids` (prompt + response) and `prompt_length`."""
+    if style not in STYLES:
+        raise ValueError(f"prompt style must be one of {STYLES}, got {style!r}")
+    columns = (next(iter(ds.values())) if isinstance(ds, DatasetDict) else ds).column_names
+    return ds.map(
+        _tokenize_records, batched=True, remove_columns=columns, fn_kwargs={"tokenizer": tokenizer, "style": style}
+    )
+
+
+@dataclass
+class InstructionCollator:
+    """The book's `custom_collate_fn` in the transformers label convention.
+
+    Each row gets one `<|endoftext|>` appended and the batch is padded to its longest row. `labels`
+    equal `input_ids` except: every padding position after the appended end token is -100 (the first
+    end token stays a target, so the model learns to stop), and with `mask_prompt` the prompt
+    tokens are -100 too. The model shifts labels, so the targets are the book's `inputs` shifted by
+    one (`book_batch` gives the book's `(inputs, targets)` pair). `allowed_max_length` truncates
+    the book's inputs/targets to that many tokens.
+    """
+
+    pad_token_id: int
+    ignore_index: int = -100
+    allowed_max_length: int | None = None
+    mask_prompt: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if "position_ids" in rows[0]:
+            return self._packed(rows)
+        width = max(len(r["input_ids"]) + 1 for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), self.ignore_index, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            input_ids[i, :n] = torch.tensor(r["input_ids"], dtype=torch.long)
+            labels[i, : n + 1] = input_ids[i, : n + 1]  # the appended end token (== pad id) is a target
+            mask[i, : n + 1] = 1
+            if self.mask_prompt:
+                labels[i, : r["prompt_length"]] = self.ignore_index
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if self.allowed_max_length is not None:
+            batch = {k: v[:, : self.allowed_max_length + 1] for k, v in batch.items()}
+        return batch
+
+    def _packed(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        batch = {
+            "input_ids": torch.full((len(rows), width), self.pad_token_id, dtype=torch.long),
+            "labels": torch.full((len(rows), width), self.ignore_index, dtype=torch.long),
+            "position_ids": torch.zeros((len(rows), width), dtype=torch.long),
+            "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+        }
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            for key in ("input_ids", "labels", "position_ids"):
+                batch[key][i, :n] = torch.tensor(r[key], dtype=torch.long)
+            batch["attention_mask"][i, :n] = 1
+        return batch
+
+
+def book_batch(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The book's `(inputs, targets)`: inputs without the last position, targets shifted by one."""
+    return batch["input_ids"][:, :-1], batch["labels"][:, 1:]
+
+
+def pack_examples(
+    tokd: Dataset, max_length: int, eos_id: int, mask_prompt: bool = False, ignore_index: int = -100
+) -> Dataset:
+    """Pack whole examples (each with its end token) into rows of at most `max_length` tokens.
+
+    Greedy in order; `position_ids` restart at each example; an example's first token is never a
+    target of the one before; `labels` keep the per-example masking. Longer examples are truncated.
+    The collator pads packed rows as they are.
+    """
+    rows: list[dict] = []
+    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+
+    def flush() -> None:
+        if current["input_ids"]:
+            rows.append({k: list(v) for k, v in current.items()})
+            for v in current.values():
+                v.clear()
+
+    for example in tokd:
+        ids = list(example["input_ids"])[: max_length - 1] + [eos_id]
+        labels = list(ids)
+        labels[0] = ignore_index  # never predict an example's first token from the previous one
+        if mask_prompt:
+            n = min(example["prompt_length"], len(labels))
+            labels[:n] = [ignore_index] * n
+        if len(current["input_ids"]) + len(ids) > max_length:
+            flush()
+        current["input_ids"].extend(ids)
+        current["labels"].extend(labels)
+        current["position_ids"].extend(range(len(ids)))  # positions restart at each example
+    flush()
+    return Dataset.from_list(rows)

@@ -1,0 +1,209 @@
+"""The language-modelling pipeline: whole-stream windows, splits, streaming == in-memory, options, errors."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from hf_scratchgpt.data import lm, sources
+from hf_scratchgpt.data.lm import (
+    content_hash,
+    iter_exact_chunk_tokens,
+    mix_datasets,
+    mixing_probabilities,
+    prepare_lm_datasets,
+    tokenize_documents,
+)
+from hf_scratchgpt.data.sources import load_documents
+
+
+def _rows(ds, column="input_ids"):
+    return [list(r[column]) for r in ds]
+
+
+@pytest.fixture
+def many_docs(tmp_path):
+    """2,500 small documents, more than one map batch (1,000 rows), with some exact repeats."""
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over a lazy dog while seven wizards box".split()
+    docs = [" ".join(rng.choice(words) for _ in range(rng.randrange(3, 12))) for _ in range(2300)]
+    docs += docs[:200]  # 200 duplicates
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({"text": d}) for d in docs), encoding="utf-8")
+    return path, docs
+
+
+def test_windows_cover_the_whole_stream_across_map_batches(many_docs, gpt2_tokenizer):
+    path, docs = many_docs
+    data = prepare_lm_datasets(path, gpt2_tokenizer, max_length=16, stride=5, val_fraction=0)
+    eos = gpt2_tokenizer.eos_token_id
+    stream = []
+    for i, d in enumerate(docs):
+        stream += ([eos] if i else []) + gpt2_tokenizer(d)["input_ids"]
+    expected = [stream[s : s + 16] for s in range(0, len(stream) - 16, 5)]
+    assert _rows(data.train) == expected  # book formula, separators between documents, no gaps
+    assert _rows(data.train, "labels") == expected  # HF convention: labels == input_ids
+    assert data.validation is None and data.provenance["train_tokens"] == len(stream)
+
+
+def test_book_character_split_on_the_verdict(shared_data, gpt2_tokenizer):
+    text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8")
+    data = prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=256, stride=256)
+    split = int(0.9 * len(text))
+    train_ids = gpt2_tokenizer(text[:split])["input_ids"]
+    val_ids = gpt2_tokenizer(text[split:])["input_ids"]
+    assert _rows(data.train) == [train_ids[s : s + 256] for s in range(0, len(train_ids) - 256, 256)]
+    assert _rows(data.validation) == [val_ids[s : s + 256] for s in range(0, len(val_ids) - 256, 256)]
+    assert (len(data.train), len(data.validation)) == (18, 2)  # the book's 9 x 2 and 1 x 2 windows
+
+
+def test_character_split_cuts_the_straddling_document(tmp_path, gpt2_tokenizer):
+    for name, text in (("a.txt", "alpha " * 30), ("b.txt", "beta " * 30), ("c.txt", "gamma " * 30)):
+        (tmp_path / name).write_text(text)
+    docs = load_documents(sorted(tmp_path.glob("*.txt")))
+    train, val = lm.split_characters(docs, 0.5)
+    joined = "".join(docs["text"])
+    assert "".join(train["text"]) == joined[: len(joined) // 2] and "".join(val["text"]) == joined[len(joined) // 2 :]
+    assert len(train) == 2 and len(val) == 2  # b.txt is cut in two
+
+
+def test_document_split_is_seeded(many_docs, gpt2_tokenizer):
+    path, _ = many_docs
+    a = prepare_lm_datasets(path, gpt2_tokenizer, max_length=8, split_by="documents", val_fraction=0.2, seed=1)
+    b = prepare_lm_datasets(path, gpt2_tokenizer, max_length=8, split_by="documents", val_fraction=0.2, seed=1)
+    c = prepare_lm_datasets(path, gpt2_tokenizer, max_length=8, split_by="documents", val_fraction=0.2, seed=2)
+    assert a.provenance["train_sha256"] == b.provenance["train_sha256"] != c.provenance["train_sha256"]
+    share = a.provenance["validation_tokens"] / (a.provenance["train_tokens"] + a.provenance["validation_tokens"])
+    assert 0.15 < share < 0.25
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"split_by": "characters"},
+        {"split_by": "documents", "val_fraction": 0.3, "seed": 7},
+        {"pack": True},
+        {"dedup": True, "stride": 3},
+        {"val_fraction": 0.0, "stride": 40},
+    ],
+)
+def test_streaming_yields_the_same_windows_as_in_memory(tmp_path, monkeypatch, shared_data, gpt2_tokenizer, options):
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 97)  # read in tiny pieces: exercises the exact chunk tokenizer
+    text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8")
+    for i, part in enumerate([text[:9000], text[9000:15000], text[15000:], text[:9000]]):
+        (tmp_path / f"part{i}.txt").write_text(part, encoding="utf-8")
+    files = sorted(tmp_path.glob("part*.txt"))
+    memory = prepare_lm_datasets(files, gpt2_tokenizer, max_length=32, **options)
+    stream = prepare_lm_datasets(files, gpt2_tokenizer, max_length=32, streaming=True, **options)
+    columns = ["input_ids", "labels"] + (["position_ids"] if options.get("pack") else [])
+    for name in ("train", "validation"):
+        mem, st = getattr(memory, name), getattr(stream, name)
+        if mem is None:
+            assert st is None
+            continue
+        streamed = list(st)
+        for column in columns:
+            assert [r[column] for r in streamed] == _rows(mem, column), (name, column)
+
+
+def test_streaming_records_and_rank_split(many_docs, gpt2_tokenizer):
+    path, _ = many_docs
+    memory = prepare_lm_datasets(path, gpt2_tokenizer, max_length=16, val_fraction=0)
+    rank0 = prepare_lm_datasets(
+        path, gpt2_tokenizer, max_length=16, val_fraction=0, streaming=True, rank=0, world_size=2
+    )
+    rank1 = prepare_lm_datasets(
+        path, gpt2_tokenizer, max_length=16, val_fraction=0, streaming=True, rank=1, world_size=2
+    )
+    all_rows = _rows(memory.train)
+    assert _rows(rank0.train) == all_rows[0::2] and _rows(rank1.train) == all_rows[1::2]
+
+
+def test_exact_chunk_tokenization(shared_data, gpt2_tokenizer, verdict_tokenizer):
+    text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8") + "  \n\n  tail   spaces\t\n"
+    for tok in (gpt2_tokenizer, verdict_tokenizer):
+        whole = tok(text)["input_ids"]
+        for size in (1, 7, 50, 1000):
+            pieces = [text[i : i + size] for i in range(0, len(text), size)]
+            assert [t for ids in iter_exact_chunk_tokens(pieces, tok) for t in ids] == whole, size
+
+
+def test_packing_restarts_positions_after_each_separator(many_docs, gpt2_tokenizer):
+    path, _ = many_docs
+    data = prepare_lm_datasets(path, gpt2_tokenizer, max_length=24, pack=True, val_fraction=0)
+    eos = gpt2_tokenizer.eos_token_id
+    for row in data.train.select(range(20)):
+        ids, pos = row["input_ids"], row["position_ids"]
+        assert pos[0] == 0
+        for j in range(1, 24):
+            assert pos[j] == (0 if ids[j - 1] == eos else pos[j - 1] + 1)
+    assert data.provenance["stride"] == 24  # packed rows do not overlap
+
+
+def test_dedup_drops_exact_repeats(many_docs, gpt2_tokenizer):
+    path, docs = many_docs
+    data = prepare_lm_datasets(path, gpt2_tokenizer, max_length=8, dedup=True, val_fraction=0)
+    assert data.provenance["documents"] == 2500
+    assert data.provenance["documents_after_dedup"] == len(dict.fromkeys(docs))
+
+
+def test_mixing_probabilities_and_interleave(gpt2_tokenizer, shared_data):
+    p = mixing_probabilities([100, 1], alpha=0.7)
+    assert p[0] == pytest.approx(100**0.7 / (100**0.7 + 1))
+    assert mixing_probabilities([3, 3]) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="positive"):
+        mixing_probabilities([1, 0])
+    a = prepare_lm_datasets("builtin", gpt2_tokenizer, max_length=16, val_fraction=0).train
+    b = prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=16, val_fraction=0).train
+    mixed = mix_datasets([a, b], alpha=0.7, seed=0)
+    assert len(mixed) >= len(a) + len(b)  # all_exhausted: every window of both appears
+    b_rows = {tuple(r) for r in _rows(b)}
+    from_b = sum(tuple(r) in b_rows for r in _rows(mixed.select(range(2000))))
+    expected = mixing_probabilities([len(a), len(b)])[1]
+    assert abs(from_b / 2000 - expected) < 0.05
+
+
+def test_content_hash_tracks_the_data(gpt2_tokenizer, shared_data):
+    a = prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=64)
+    b = prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=64)
+    c = prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=63)
+    assert a.provenance["train_sha256"] == b.provenance["train_sha256"] == content_hash(a.train)
+    assert a.provenance["train_sha256"] != c.provenance["train_sha256"]
+
+
+def test_tokenization_is_a_cached_map(shared_data, gpt2_tokenizer):
+    docs = load_documents(shared_data / "the-verdict.txt")
+    first = tokenize_documents(docs, gpt2_tokenizer)
+    again = tokenize_documents(load_documents(shared_data / "the-verdict.txt"), gpt2_tokenizer)
+    assert first.cache_files and first.cache_files == again.cache_files  # same fingerprint, reused from disk
+    assert first._fingerprint == again._fingerprint
+
+
+def test_too_short_corpus_says_how_many_tokens(tmp_path, gpt2_tokenizer):
+    (tmp_path / "short.txt").write_text("Hello, I am here.")
+    with pytest.raises(ValueError, match=r"the train split is too short: it has \d+ tokens, .* needs at least 257"):
+        prepare_lm_datasets(tmp_path / "short.txt", gpt2_tokenizer, max_length=256)
+    stream = prepare_lm_datasets(tmp_path / "short.txt", gpt2_tokenizer, max_length=256, streaming=True)
+    with pytest.raises(ValueError, match="too short: it has"):
+        list(stream.train)
+
+
+def test_bad_arguments(shared_data, gpt2_tokenizer):
+    path = shared_data / "the-verdict.txt"
+    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+        prepare_lm_datasets(path, gpt2_tokenizer, max_length=0)
+    with pytest.raises(ValueError, match="split_by must be one of"):
+        prepare_lm_datasets(path, gpt2_tokenizer, split_by="lines")
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+        prepare_lm_datasets(path, gpt2_tokenizer, val_fraction=1.0)
+
+
+def test_window_function_matches_range_formula():
+    ids = np.arange(50)
+    for max_length, stride in [(4, 1), (10, 10), (7, 3), (3, 60)]:
+        windows = lm.gather_windows(ids, max_length, stride)
+        assert [w[0] for w in windows] == list(range(0, 50 - max_length, stride))
+        assert [
+            list(w) for w in lm.iter_windows([list(range(50))[i : i + 6] for i in range(0, 50, 6)], max_length, stride)
+        ] == windows.tolist()
