@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .lm import check_window_args, encode, gather_windows, too_short_error
+from .lm import check_window_args, gather_windows, too_short_error
+from .tokenize import encode
 
 GPT2_DIR_ENV = "SCRATCHGPT_GPT2_TOKENIZER"
 

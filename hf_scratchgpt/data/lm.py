@@ -5,112 +5,31 @@ with the book's starts `range(0, n_tokens - max_length, stride)`, so no token is
 boundary and the number of windows is the book's. Rows carry `input_ids` and `labels` in the
 transformers convention (`labels == input_ids`; the model shifts).
 
-The in-memory path tokenizes with a cached, batched `Dataset.map`; the streaming path reads files in
-pieces and tokenizes them exactly as a whole (cutting only at pre-token boundaries), so it yields the
-very same windows with memory that does not grow with the corpus.
+In memory, one batched `Dataset.map` tokenizes every document into its split (cached on disk, keyed
+by the documents, the tokenizer's content and the split); the streaming path (`streaming.py`)
+yields the very same windows with memory that does not grow with the corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, IterableDataset, concatenate_datasets, interleave_datasets
+from datasets import Dataset, IterableDataset, interleave_datasets
 from datasets.distributed import split_dataset_by_node
+from datasets.fingerprint import Hasher
 from datasets.table import InMemoryTable
 
-from .sources import SUFFIXES, iter_text_chunks, load_documents, resolve_files
+from .sources import load_documents
+from .tokenize import encode_texts, separator_id, tokenizer_fingerprint
 
 SPLITS = ("characters", "documents")
-
-
-# ----------------------------------------------------------------------------- tokenizing
-
-
-def encode(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of `text` without added special tokens (transformers tokenizers or `SimpleTokenizer`)."""
-    if hasattr(tokenizer, "backend_tokenizer"):
-        return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    return tokenizer.encode(text)
-
-
-def separator_id(tokenizer: Any) -> int | None:
-    """The document separator: the tokenizer's eos (`<|endoftext|>`), if it has one."""
-    return getattr(tokenizer, "eos_token_id", None)
-
-
-def _tokenize_batch(batch: dict, indices: list[int], tokenizer: Any, eos_id: int | None) -> dict:
-    """Tokenize documents; every document but a split's first starts with the separator."""
-    texts = batch["text"]
-    if hasattr(tokenizer, "backend_tokenizer"):
-        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-    else:
-        ids = [tokenizer.encode(t) for t in texts]
-    if eos_id is not None:
-        ids = [([eos_id] + x if i > 0 else x) for x, i in zip(ids, indices)]
-    return {"input_ids": ids}
-
-
-def tokenize_documents(docs: Dataset | IterableDataset, tokenizer: Any) -> Dataset | IterableDataset:
-    """Batched (and, for a `Dataset`, cached) `map` from `text` to `input_ids`."""
-    return docs.map(
-        _tokenize_batch,
-        batched=True,
-        with_indices=True,
-        remove_columns=["text"],
-        fn_kwargs={"tokenizer": tokenizer, "eos_id": separator_id(tokenizer)},
-    )
-
-
-def iter_exact_chunk_tokens(chunks: Iterable[str], tokenizer: Any) -> Iterator[list[int]]:
-    """Tokenize a text that arrives in pieces, giving exactly the ids of the joined text.
-
-    BPE merges never cross pre-token boundaries, so each piece is cut before its last two
-    pre-tokens (whose extent may depend on text still to come) and the rest carried over.
-    Tokenizers without a pre-tokenizer, or with a normalizer, get the text joined whole.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    pre = backend.pre_tokenizer if backend is not None else None
-    if pre is None or backend.normalizer is not None:
-        yield encode(tokenizer, "".join(chunks))
-        return
-    carry = ""
-    for chunk in chunks:
-        text = carry + chunk
-        cut = _stable_cut(pre, text)
-        if cut is None:
-            carry = text
-            continue
-        yield encode(tokenizer, text[:cut])
-        carry = text[cut:]
-    if carry:
-        yield encode(tokenizer, carry)
-
-
-def _stable_cut(pre: Any, text: str) -> int | None:
-    """A pre-token boundary of `text` before which `text[:cut]` pre-tokenizes as inside `text`.
-
-    The last pre-tokens may change with text still to come, and cutting can change the one before
-    the cut (a regex lookahead: "\\n\\n" before a word splits in two, at the end it stays whole), so
-    candidates are checked by pre-tokenizing the few pieces before them again.
-    """
-    pieces = pre.pre_tokenize_str(text)
-    for back in range(2, min(len(pieces), 8)):
-        cut = pieces[-back][1][0]
-        first = max(0, len(pieces) - back - 4)
-        lo = pieces[first][1][0]
-        want = [(s - lo, e - lo) for _, (s, e) in pieces[first:-back]]
-        if [offsets for _, offsets in pre.pre_tokenize_str(text[lo:cut])] == want and cut > 0:
-            return cut
-    return None
-
+_MAP_VERSION = "split-tokenize-v1"  # part of the cache key: bump when _tokenize_split_batch changes
 
 # ----------------------------------------------------------------------------- windows
 
@@ -150,10 +69,10 @@ def packed_position_ids(window: np.ndarray, eos_id: int) -> np.ndarray:
     return idx - last_start
 
 
-def token_stream(tokd: Dataset) -> np.ndarray:
-    """The split's whole token stream as one int64 array (respects selections and shuffles)."""
+def token_stream(tokd: Dataset, column: str = "input_ids") -> np.ndarray:
+    """A split's whole token stream as one int64 array (respects selections and shuffles)."""
     parts = [
-        table.column("input_ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         for table in tokd.with_format("arrow").iter(batch_size=10_000)
     ]
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, dtype=np.int64)
@@ -202,45 +121,114 @@ def iter_windows(token_pieces: Iterable[list[int]], max_length: int, stride: int
 # ----------------------------------------------------------------------------- documents and splits
 
 
-def _unit(index: int, seed: int) -> float:
-    """A seeded, order-free number in [0, 1) for document `index`."""
+def is_validation(index: int, seed: int, val_fraction: float) -> bool:
+    """Seeded, order-free choice of the validation documents (by document index)."""
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return int.from_bytes(digest, "big") / 2**64 < val_fraction
 
 
-def _doc_in_split(batch: dict, indices: list[int], seed: int, val_fraction: float, want_val: bool) -> list[bool]:
-    return [(_unit(i, seed) < val_fraction) == want_val for i in indices]
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where each document of a corpus goes.
 
-
-def split_documents(docs: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Seeded split by documents: each document goes to validation with probability `val_fraction`."""
-    kwargs = {"seed": seed, "val_fraction": val_fraction}
-    train = docs.filter(_doc_in_split, batched=True, with_indices=True, fn_kwargs={**kwargs, "want_val": False})
-    val = docs.filter(_doc_in_split, batched=True, with_indices=True, fn_kwargs={**kwargs, "want_val": True})
-    return train, val
-
-
-def split_characters(docs: Dataset, train_fraction: float) -> tuple[Dataset, Dataset]:
-    """The book's split: the first `train_fraction` of all characters train, the rest validate.
-
-    The document holding the split point is cut in two.
+    `mode` is `"none"` (all train), `"characters"` (the book: the first `cut_char` characters of
+    document `cut_doc` and everything before it train, the rest validates) or `"documents"`
+    (`is_validation`). The first document of each split gets no separator before it.
     """
-    lengths = np.fromiter((len(t) for t in docs["text"]), dtype=np.int64, count=len(docs))
-    split_at = int(train_fraction * int(lengths.sum()))
-    ends = np.cumsum(lengths)
-    k = int(np.searchsorted(ends, split_at, side="right"))  # first document not wholly in train
-    head_parts, tail_parts = ([docs.select(range(k))] if k else []), []
-    if k < len(docs):
-        text = docs[k]["text"]
-        cut = split_at - (int(ends[k - 1]) if k else 0)
-        if cut:
-            head_parts.append(Dataset.from_dict({"text": [text[:cut]]}, features=docs.features))
-        tail_parts.append(Dataset.from_dict({"text": [text[cut:]]}, features=docs.features))
-        if k + 1 < len(docs):
-            tail_parts.append(docs.select(range(k + 1, len(docs))))
-    train = concatenate_datasets(head_parts) if head_parts else docs.select([])
-    val = concatenate_datasets(tail_parts) if tail_parts else docs.select([])
-    return train, val
+
+    mode: str = "none"
+    cut_doc: int = 0
+    cut_char: int = 0
+    seed: int = 0
+    val_fraction: float = 0.0
+    first_train: int = 0
+    first_val: int = -1
+
+    @classmethod
+    def by_characters(cls, lengths: np.ndarray, train_fraction: float) -> SplitPlan:
+        ends = np.cumsum(lengths)
+        split_at = int(train_fraction * int(ends[-1])) if len(ends) else 0
+        k = int(np.searchsorted(ends, split_at, side="right"))  # first document not wholly in train
+        return cls("characters", cut_doc=k, cut_char=split_at - (int(ends[k - 1]) if k else 0))
+
+    @classmethod
+    def by_documents(cls, n_docs: int, val_fraction: float, seed: int) -> SplitPlan:
+        val = [is_validation(i, seed, val_fraction) for i in range(n_docs)]
+        return cls(
+            "documents",
+            seed=seed,
+            val_fraction=val_fraction,
+            first_train=val.index(False) if False in val else -1,
+            first_val=val.index(True) if True in val else -1,
+        )
+
+    def parts(self, index: int, text: str) -> tuple[str | None, str | None]:
+        """`(train text, validation text)` of document `index` (None: not in that split)."""
+        if self.mode == "none":
+            return text, None
+        if self.mode == "documents":
+            return (None, text) if is_validation(index, self.seed, self.val_fraction) else (text, None)
+        if index < self.cut_doc:
+            return text, None
+        if index > self.cut_doc:
+            return None, text
+        return (text[: self.cut_char] or None), text[self.cut_char :]
+
+    def separated(self, index: int, split: str) -> bool:
+        """Whether document `index` starts with a separator in `split` (all but the split's first)."""
+        if self.mode == "characters":
+            return index > 0 if split == "train" else index > self.cut_doc
+        if self.mode == "documents":
+            return index != (self.first_train if split == "train" else self.first_val)
+        return index > 0
+
+
+def _tokenize_split_batch(batch: dict, indices: list[int], tokenizer: Any, eos_id: int | None, plan: dict) -> pa.Table:
+    """Tokenize each document into its split(s); separators go before all but a split's first document."""
+    plan = SplitPlan(**plan)
+    texts, owners = [], []
+    for text, i in zip(batch["text"], indices):
+        for split, part in zip(("train", "validation"), plan.parts(i, text)):
+            if part is not None:
+                texts.append(part)
+                owners.append((split, i))
+    rows = {"train": [_EMPTY] * len(indices), "validation": [_EMPTY] * len(indices)}
+    row_of = {i: r for r, i in enumerate(indices)}
+    for (split, i), ids in zip(owners, encode_texts(tokenizer, texts, as_numpy=True)):
+        if eos_id is not None and plan.separated(i, split):
+            ids = np.concatenate([np.asarray([eos_id], dtype=np.int64), ids])
+        rows[split][row_of[i]] = ids
+    return pa.table({f"{split}_ids": _list_array(arrays) for split, arrays in rows.items()})
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def _list_array(arrays: list[np.ndarray]) -> pa.ListArray:
+    """Arrow list<int64> from numpy arrays, without going through Python ints."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else _EMPTY
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def _char_lengths(batch: dict) -> dict:
+    return {"n": [len(t) for t in batch["text"]]}
+
+
+def tokenize_documents(docs: Dataset, tokenizer: Any, plan: SplitPlan | None = None) -> Dataset:
+    """One batched `map`: documents -> `train_ids` / `validation_ids` (cached; see module docstring)."""
+    plan = plan or SplitPlan()
+    eos_id = separator_id(tokenizer)
+    key = Hasher.hash([docs._fingerprint, tokenizer_fingerprint(tokenizer), eos_id, asdict(plan), _MAP_VERSION])
+    return docs.map(
+        _tokenize_split_batch,
+        batched=True,
+        with_indices=True,
+        remove_columns=docs.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "eos_id": eos_id, "plan": asdict(plan)},
+        new_fingerprint=key,
+    )
 
 
 def _non_empty(batch: dict) -> list[bool]:
@@ -371,10 +359,13 @@ def prepare_lm_datasets(
         "pack": pack,
         "dedup": dedup,
         "tokenizer": type(tokenizer).__name__,
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
         "vocab_size": len(tokenizer),
     }
     if streaming:
-        train, val = _streaming_splits(
+        from .streaming import streaming_splits
+
+        train, val = streaming_splits(
             sources,
             tokenizer,
             max_length,
@@ -392,161 +383,25 @@ def prepare_lm_datasets(
             train = split_dataset_by_node(train, rank=rank, world_size=world_size)
         return LMDatasets(train, val, provenance)
 
-    docs = load_documents(sources, text_field=text_field, errors=errors).filter(_non_empty, batched=True)
+    docs = load_documents(sources, text_field=text_field, errors=errors)
     provenance["documents"] = len(docs)
     if dedup:
         docs = deduplicate_documents(docs)
         provenance["documents_after_dedup"] = len(docs)
+    docs = docs.filter(_non_empty, batched=True)
     if val_fraction == 0:
-        parts = {"train": docs}
+        plan = SplitPlan()
     elif split_by == "characters":
-        parts = dict(zip(("train", "validation"), split_characters(docs, 1 - val_fraction)))
+        lengths = docs.map(_char_lengths, batched=True, remove_columns=docs.column_names).with_format("numpy")
+        plan = SplitPlan.by_characters(lengths["n"], 1 - val_fraction)
     else:
-        parts = dict(zip(("train", "validation"), split_documents(docs, val_fraction, seed)))
+        plan = SplitPlan.by_documents(len(docs), val_fraction, seed)
+    tokd = tokenize_documents(docs, tokenizer, plan)
     out: dict[str, Dataset] = {}
-    for name, part in parts.items():
-        ids = token_stream(tokenize_documents(part, tokenizer))
+    for name in ("train", "validation") if val_fraction else ("train",):
+        ids = token_stream(tokd, f"{name}_ids")
         out[name] = windows_from_tokens(ids, max_length, stride, pack, eos_id, what=f"the {name} split")
         provenance[f"{name}_tokens"] = len(ids)
         provenance[f"{name}_windows"] = len(out[name])
         provenance[f"{name}_sha256"] = content_hash(out[name])
     return LMDatasets(out["train"], out.get("validation"), provenance)
-
-
-# ----------------------------------------------------------------------------- streaming
-
-
-def _iter_documents(sources: Any, text_field: str, errors: str) -> Iterator[Iterable[str]]:
-    """Documents as iterables of text pieces: text files piece by piece, records whole."""
-    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    files = None
-    try:
-        files = resolve_files(items)
-    except FileNotFoundError:
-        if not (len(items) == 1 and not Path(os.fspath(items[0])).exists()):
-            raise
-    if files is not None and SUFFIXES[files[0].suffix.lower()] == "text":
-        load_documents(files, errors=errors, streaming=True)  # validates the files (empty, UTF-8)
-        for path in files:
-            yield iter_text_chunks(path, errors)
-        return
-    for row in load_documents(items, text_field=text_field, errors=errors, streaming=True):
-        if row["text"]:
-            yield (row["text"],)
-
-
-def _source_documents(sources: Any, text_field: str, errors: str, dedup: bool) -> Iterator[Iterable[str]]:
-    """`_iter_documents`, without exact repeats when `dedup` (a repeated document is held whole once)."""
-    if not dedup:
-        yield from _iter_documents(sources, text_field, errors)
-        return
-    seen: set[str] = set()
-    for doc in _iter_documents(sources, text_field, errors):
-        text = "".join(doc)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if digest not in seen:
-            seen.add(digest)
-            yield (text,)
-
-
-def _cut_characters(docs: Iterator[Iterable[str]], split_at: int, want_head: bool) -> Iterator[Iterable[str]]:
-    """The documents before (head) or after (tail) character `split_at` of the whole corpus."""
-    seen = 0
-
-    def head(doc: Iterable[str]) -> Iterator[str]:
-        nonlocal seen
-        for piece in doc:
-            room = split_at - seen
-            if room <= 0:
-                return
-            yield piece[:room]
-            seen += min(len(piece), room)
-
-    def tail(doc: Iterable[str]) -> Iterator[str]:
-        nonlocal seen
-        for piece in doc:
-            start = max(0, split_at - seen)
-            seen += len(piece)
-            if start < len(piece):
-                yield piece[start:]
-
-    for doc in docs:
-        if want_head:
-            if seen >= split_at:
-                return
-            yield head(doc)
-        else:
-            pieces = tail(doc)  # empty for documents wholly before the split point
-            first = next(pieces, None)
-            if first is not None:
-                yield _prepend(first, pieces)
-
-
-def _prepend(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
-
-
-def _stream_rows(
-    make_docs: Callable[[], Iterator[Iterable[str]]],
-    tokenizer: Any,
-    max_length: int,
-    stride: int,
-    pack: bool,
-    eos_id: int | None,
-    what: str,
-) -> Iterator[dict]:
-    """Generator behind a streaming split: documents -> exact tokens -> windows."""
-    count = 0
-
-    def pieces() -> Iterator[list[int]]:
-        nonlocal count
-        for index, doc in enumerate(make_docs()):
-            for i, ids in enumerate(iter_exact_chunk_tokens(doc, tokenizer)):
-                if i == 0 and index > 0 and eos_id is not None:
-                    ids = [eos_id] + ids
-                count += len(ids)
-                yield ids
-
-    produced = False
-    for window in iter_windows(pieces(), max_length, stride):
-        produced = True
-        row = {"input_ids": window, "labels": window}
-        if pack and eos_id is not None:
-            row["position_ids"] = packed_position_ids(np.asarray(window), eos_id).tolist()
-        yield row
-    if not produced:
-        raise too_short_error(count, max_length, what)
-
-
-def _streaming_splits(
-    sources, tokenizer, max_length, stride, val_fraction, split_by, seed, text_field, errors, pack, dedup, eos_id
-):
-    docs = partial(_source_documents, sources, text_field, errors, dedup)
-    if val_fraction == 0:
-        makers = {"train": docs}
-    elif split_by == "characters":
-        total = sum(len(p) for d in docs() for p in d)
-        split_at = int((1 - val_fraction) * total)
-        makers = {
-            "train": lambda: _cut_characters(docs(), split_at, True),
-            "validation": lambda: _cut_characters(docs(), split_at, False),
-        }
-    else:
-
-        def by_documents(want_val: bool) -> Iterator[Iterable[str]]:
-            for i, doc in enumerate(docs()):
-                if (_unit(i, seed) < val_fraction) == want_val:
-                    yield doc
-                else:
-                    for _ in doc:  # drain file readers
-                        pass
-
-        makers = {"train": partial(by_documents, False), "validation": partial(by_documents, True)}
-    out = {
-        name: IterableDataset.from_generator(
-            partial(_stream_rows, make, tokenizer, max_length, stride, pack, eos_id, f"the {name} split")
-        )
-        for name, make in makers.items()
-    }
-    return out["train"], out.get("validation")

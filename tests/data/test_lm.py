@@ -8,14 +8,15 @@ import pytest
 
 from hf_scratchgpt.data import lm, sources
 from hf_scratchgpt.data.lm import (
+    SplitPlan,
     content_hash,
-    iter_exact_chunk_tokens,
     mix_datasets,
     mixing_probabilities,
     prepare_lm_datasets,
     tokenize_documents,
 )
 from hf_scratchgpt.data.sources import load_documents
+from hf_scratchgpt.data.tokenize import encode, iter_exact_chunk_tokens, split_at_safe_spaces
 
 
 def _rows(ds, column="input_ids"):
@@ -61,11 +62,18 @@ def test_book_character_split_on_the_verdict(shared_data, gpt2_tokenizer):
 def test_character_split_cuts_the_straddling_document(tmp_path, gpt2_tokenizer):
     for name, text in (("a.txt", "alpha " * 30), ("b.txt", "beta " * 30), ("c.txt", "gamma " * 30)):
         (tmp_path / name).write_text(text)
-    docs = load_documents(sorted(tmp_path.glob("*.txt")))
-    train, val = lm.split_characters(docs, 0.5)
-    joined = "".join(docs["text"])
-    assert "".join(train["text"]) == joined[: len(joined) // 2] and "".join(val["text"]) == joined[len(joined) // 2 :]
-    assert len(train) == 2 and len(val) == 2  # b.txt is cut in two
+    docs = [p.read_text() for p in sorted(tmp_path.glob("*.txt"))]
+    joined = "".join(docs)
+    half = len(joined) // 2
+    plan = SplitPlan.by_characters(np.array([len(d) for d in docs]), 0.5)
+    assert (plan.cut_doc, plan.cut_char) == (1, half - len(docs[0]))  # b.txt is cut in two
+    data = prepare_lm_datasets(sorted(tmp_path.glob("*.txt")), gpt2_tokenizer, max_length=4, stride=1, val_fraction=0.5)
+    eos = [gpt2_tokenizer.eos_token_id]
+    enc = lambda t: gpt2_tokenizer(t)["input_ids"]
+    train = enc(docs[0]) + eos + enc(docs[1][: plan.cut_char])
+    val = enc(docs[1][plan.cut_char :]) + eos + enc(docs[2])
+    assert data.provenance["train_tokens"] == len(train) and data.provenance["validation_tokens"] == len(val)
+    assert _rows(data.train)[-1] == train[-5:-1] and _rows(data.validation)[0] == val[:4]
 
 
 def test_document_split_is_seeded(many_docs, gpt2_tokenizer):
@@ -173,11 +181,19 @@ def test_content_hash_tracks_the_data(gpt2_tokenizer, shared_data):
 
 
 def test_tokenization_is_a_cached_map(shared_data, gpt2_tokenizer):
-    docs = load_documents(shared_data / "the-verdict.txt")
-    first = tokenize_documents(docs, gpt2_tokenizer)
-    again = tokenize_documents(load_documents(shared_data / "the-verdict.txt"), gpt2_tokenizer)
-    assert first.cache_files and first.cache_files == again.cache_files  # same fingerprint, reused from disk
-    assert first._fingerprint == again._fingerprint
+    plan = SplitPlan.by_characters(np.array([20479]), 0.9)
+    first = tokenize_documents(load_documents(shared_data / "the-verdict.txt"), gpt2_tokenizer, plan)
+    again = tokenize_documents(load_documents(shared_data / "the-verdict.txt"), gpt2_tokenizer, plan)
+    assert first.cache_files and first.cache_files == again.cache_files  # same key: reused from disk
+    other = tokenize_documents(load_documents(shared_data / "the-verdict.txt"), gpt2_tokenizer, SplitPlan())
+    assert other.cache_files != first.cache_files  # the split is part of the key
+
+
+def test_long_texts_are_cut_exactly_and_encoded_in_pieces(shared_data, gpt2_tokenizer):
+    text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8") * 3
+    pieces = split_at_safe_spaces(text, piece_chars=500)
+    assert "".join(pieces) == text and len(pieces) > 100
+    assert encode(gpt2_tokenizer, text) == gpt2_tokenizer(text)["input_ids"]
 
 
 def test_too_short_corpus_says_how_many_tokens(tmp_path, gpt2_tokenizer):

@@ -1,0 +1,163 @@
+"""Exact, fast tokenization of long and streamed texts.
+
+Long texts are cut where a cut cannot change the result and the pieces encoded in parallel;
+streamed text is tokenized piece by piece with the same guarantee: the ids always equal those of
+the whole text encoded at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+# A space between two non-space characters is always a pre-token boundary of GPT-2's byte-level
+# regex (the space starts the next piece), and the pieces on both sides read the same when the text
+# is cut there: tokenizing the parts gives exactly the ids of the whole.
+_SAFE_CUT = re.compile(r"(?<=\S) (?=\S)")
+PIECE_CHARS = 1 << 15  # long texts are cut into pieces of about this size and encoded in parallel
+BATCH_PIECES = 64  # pieces per parallel encode call
+
+
+def _byte_level_backend(tokenizer: Any) -> Any:
+    """The Rust tokenizer when it is GPT-2 style byte-level BPE (safe to cut at spaces), else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None:
+        return None
+    desc = repr(backend.pre_tokenizer)
+    ok = desc.startswith("ByteLevel(") and "add_prefix_space=False" in desc and "use_regex=True" in desc
+    return backend if ok else None
+
+
+def split_at_safe_spaces(text: str, piece_chars: int = PIECE_CHARS) -> list[str]:
+    """Cut `text` about every `piece_chars` characters, just before a space between two non-spaces."""
+    pieces, start = [], 0
+    while len(text) - start > piece_chars:
+        match = _SAFE_CUT.search(text, start + piece_chars)
+        if match is None:
+            break
+        pieces.append(text[start : match.start()])
+        start = match.start()
+    pieces.append(text[start:])
+    return pieces
+
+
+def encode_texts(tokenizer: Any, texts: list[str], as_numpy: bool = False) -> list:
+    """Token ids of each text, without added special tokens, exactly as the tokenizer gives them.
+
+    For byte-level BPE, long texts are cut at safe spaces and the pieces encoded in parallel
+    batches (a 20 MB string encoded whole is several times slower). Other transformers tokenizers
+    are called as they are; anything else needs `encode` (e.g. `SimpleTokenizer`).
+
+    Args:
+        tokenizer: The tokenizer.
+        texts: The texts.
+        as_numpy: Give int64 numpy arrays instead of lists.
+    """
+    backend = _byte_level_backend(tokenizer)
+    if backend is None:
+        if hasattr(tokenizer, "backend_tokenizer"):
+            ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        else:
+            ids = [tokenizer.encode(t) for t in texts]
+        return [np.asarray(x, dtype=np.int64) for x in ids] if as_numpy else ids
+    pieces, owners = [], []
+    for i, text in enumerate(texts):
+        for piece in split_at_safe_spaces(text):
+            pieces.append(piece)
+            owners.append(i)
+    encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast: no offsets
+    parts: list[list[np.ndarray]] = [[] for _ in texts]
+    for start in range(0, len(pieces), BATCH_PIECES):  # bounded memory: Encodings are large
+        encodings = encode_batch(pieces[start : start + BATCH_PIECES], add_special_tokens=False)
+        for owner, enc in zip(owners[start : start + BATCH_PIECES], encodings):
+            parts[owner].append(np.asarray(enc.ids, dtype=np.int64))
+    arrays = [np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts]
+    return arrays if as_numpy else [a.tolist() for a in arrays]
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of one text without added special tokens (see `encode_texts`)."""
+    return encode_texts(tokenizer, [text])[0]
+
+
+def separator_id(tokenizer: Any) -> int | None:
+    """The document separator: the tokenizer's eos (`<|endoftext|>`), if it has one."""
+    return getattr(tokenizer, "eos_token_id", None)
+
+
+def iter_exact_chunk_tokens(chunks: Iterable[str], tokenizer: Any) -> Iterator[list[int]]:
+    """Tokenize a text that arrives in pieces, giving exactly the ids of the joined text.
+
+    BPE merges never cross pre-token boundaries, so each piece is cut at a boundary that text still
+    to come cannot move (a safe space for byte-level BPE, else a checked pre-token boundary) and the
+    rest is carried over. Tokenizers without a pre-tokenizer, or with a normalizer, get the text
+    joined whole.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = backend.pre_tokenizer if backend is not None else None
+    if pre is None or backend.normalizer is not None:
+        yield encode(tokenizer, "".join(chunks))
+        return
+    fast = _byte_level_backend(tokenizer) is not None
+    carry = ""
+    for chunk in chunks:
+        text = carry + chunk
+        cut = _last_safe_space(text) if fast else _stable_cut(pre, text)
+        if cut is None:
+            carry = text
+            continue
+        yield encode(tokenizer, text[:cut])
+        carry = text[cut:]
+    if carry:
+        yield encode(tokenizer, carry)
+
+
+def _last_safe_space(text: str) -> int | None:
+    """Start of the last safe space of `text` (looking at its end first), or None."""
+    for lookback in (4096, len(text)):
+        starts = [m.start() for m in _SAFE_CUT.finditer(text, max(0, len(text) - lookback))]
+        if starts and starts[-1] > 0:
+            return starts[-1]
+    return None
+
+
+def _stable_cut(pre: Any, text: str) -> int | None:
+    """A pre-token boundary of `text` before which `text[:cut]` pre-tokenizes as inside `text`.
+
+    The last pre-tokens may change with text still to come, and cutting can change the one before
+    the cut (a regex lookahead: "\\n\\n" before a word splits in two, at the end it stays whole), so
+    candidates are checked by pre-tokenizing the few pieces before them again.
+    """
+    pieces = pre.pre_tokenize_str(text)
+    for back in range(2, min(len(pieces), 8)):
+        cut = pieces[-back][1][0]
+        first = max(0, len(pieces) - back - 4)
+        lo = pieces[first][1][0]
+        want = [(s - lo, e - lo) for _, (s, e) in pieces[first:-back]]
+        if [offsets for _, offsets in pre.pre_tokenize_str(text[lo:cut])] == want and cut > 0:
+            return cut
+    return None
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A content hash of a tokenizer, cheap enough to key `datasets` caches with.
+
+    (Letting `datasets` pickle-hash a 50k-entry tokenizer costs more than tokenizing megabytes.)
+    """
+    h = hashlib.sha256(type(tokenizer).__qualname__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+        h.update(json.dumps([str(tokenizer.eos_token), getattr(tokenizer, "eos_token_id", None)]).encode())
+    elif hasattr(tokenizer, "str_to_int"):
+        h.update(json.dumps(sorted(tokenizer.str_to_int.items())).encode())
+    else:
+        from datasets.fingerprint import Hasher
+
+        h.update(Hasher.hash(tokenizer).encode())
+    return h.hexdigest()
