@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 
+from .sources import check_text_file
+
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -46,9 +48,11 @@ def load_classification_table(
     """
     path = Path(source)
     if path.exists():
-        if path.is_file() and path.stat().st_size == 0:
-            raise ValueError(f"{path}: file is empty")
         fmt = file_format or _FORMATS.get(path.suffix.lower())
+        if path.is_file() and fmt != "parquet":
+            check_text_file(path)  # not empty, UTF-8 (else: file and byte offset)
+        elif path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"{path}: file is empty")
         if fmt is None:
             raise ValueError(
                 f"{path}: cannot tell the format from the name; pass file_format='tsv'|'csv'|'json'|'parquet'"

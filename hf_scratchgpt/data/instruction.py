@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_dataset
 
 from .classification import split_fractions
+from .sources import check_text_file
 
 STYLES = ("alpaca", "phi3", "chat")
 ALPACA_PREAMBLE = (
@@ -87,9 +88,11 @@ def load_instruction_records(path: str | os.PathLike) -> Dataset:
     """Load and check instruction or chat records from a JSON array or JSONL file.
 
     Raises:
-        ValueError: An empty file, invalid JSON (with the line), or a bad record (with its index).
+        FileNotFoundError: No such file.
+        ValueError: An empty or non-UTF-8 file, invalid JSON (with the line), or a bad record (with its index).
     """
     path = Path(path)
+    check_text_file(path)  # exists, not empty, UTF-8 (else: file and byte offset)
     raw = path.read_text(encoding="utf-8")
     if not raw.strip():
         raise ValueError(f"{path}: file is empty")

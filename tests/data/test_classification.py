@@ -55,6 +55,9 @@ def test_bad_tables_are_named(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(ValueError, match="e.csv: file is empty"):
         load_classification_table(tmp_path / "e.csv")
+    (tmp_path / "bad.tsv").write_bytes(b"ham\tok\nspam\tfr\xeee\n")
+    with pytest.raises(ValueError, match=r"bad.tsv: byte offset 14: not valid UTF-8"):
+        load_classification_table(tmp_path / "bad.tsv", column_names=["label", "text"])
     (tmp_path / "noext").write_text("ham\thi\n")
     with pytest.raises(ValueError, match="noext: cannot tell the format"):
         load_classification_table(tmp_path / "noext")

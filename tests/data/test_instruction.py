@@ -141,6 +141,9 @@ def test_bad_records_name_the_index(tmp_path):
     (tmp_path / "d.json").write_text("")
     with pytest.raises(ValueError, match="d.json: file is empty"):
         load_instruction_records(tmp_path / "d.json")
+    (tmp_path / "f.json").write_bytes(b'[{"instruction": "caf\xe9"}]')
+    with pytest.raises(ValueError, match=r"f.json: byte offset 21: not valid UTF-8"):
+        load_instruction_records(tmp_path / "f.json")
     (tmp_path / "e.jsonl").write_text(json.dumps({"messages": [{"role": "user"}]}))
     with pytest.raises(ValueError, match="record 0: message 0 needs string 'role' and 'content'"):
         load_instruction_records(tmp_path / "e.jsonl")
