@@ -19,8 +19,10 @@ from typing import Any
 
 def _verbs() -> dict[str, Callable[..., Any]]:
     from . import commands
+    from .training.pretrain import pretrain
 
     return {
+        "pretrain": pretrain,
         "train-tokenizer": commands.train_tokenizer,
         "init-model": commands.init_model,
         "generate": commands.generate,
@@ -90,10 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb not in verbs:
         print(f"scratchgpt: unknown verb {verb!r}; choose one of {', '.join(verbs)}", file=sys.stderr)
         return 2
-    fn = verbs[verb]
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars are noise on a command line
+    if verb == "pretrain":  # recipe-driven: --config FILE and --key value overrides of PretrainConfig
+        from .training.pretrain import pretrain_cli
+
+        return pretrain_cli(rest)
+    fn = verbs[verb]
     args = build_parser(fn, prog=f"scratchgpt {verb}").parse_args(rest)
     try:
         fn(**vars(args))

@@ -26,8 +26,13 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write output folder {out}: {parent} is not writable")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write output folder {out}: {parent} is not a folder")
+    try:  # really try: permission bits say little to root or on read-only file systems
+        probe = tempfile.mkdtemp(prefix=".write-probe-", dir=parent)
+    except OSError as err:
+        raise PermissionError(f"cannot write output folder {out}: {parent} is not writable ({err.strerror})") from None
+    os.rmdir(probe)
     return out
 
 
@@ -41,6 +46,9 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
     out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
     except BaseException:

@@ -1,0 +1,96 @@
+"""Metrics: a dependency-free JSONL tracker for accelerate, and the loss/perplexity plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate.tracking import GeneralTracker, on_main_process
+
+
+class JSONLTracker(GeneralTracker):
+    """Appends one JSON object per `log` call to `<dir>/metrics.jsonl` (always on, main process only)."""
+
+    name = "jsonl"
+    requires_logging_directory = True
+    main_process_only = True
+
+    def __init__(self, run_name: str, logging_dir: str | Path) -> None:
+        # no @on_main_process here: it would initialise accelerate's process state before the
+        # Accelerator, which then cannot become a multi-process CPU group
+        super().__init__()
+        self.run_name = run_name
+        self.path = Path(logging_dir) / "metrics.jsonl"
+
+    @property
+    def tracker(self) -> Path:
+        return self.path
+
+    @on_main_process
+    def store_init_configuration(self, values: dict) -> None:
+        self._write({"event": "config", "config": values})
+
+    @on_main_process
+    def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
+        self._write({"step": step, "time": time.time(), **values})
+
+    def _write(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The logged records of a run (skipping the config record)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("event") != "config":
+            records.append(record)
+    return records
+
+
+def plot_losses(metrics_path: str | Path, out_png: str | Path) -> Path | None:
+    """Train/validation loss and perplexity against steps and tokens seen; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    evals = [r for r in read_metrics(metrics_path) if "val_loss" in r or "train_loss" in r]
+    if not evals:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in evals]
+    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+        points = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
+        if points:
+            axes[0].plot(*zip(*points), style, label=key.replace("_", " "))
+            axes[1].plot(
+                [p[0] for p in points],
+                [math.exp(min(p[1], 50)) for p in points],
+                style,
+                label=key.replace("_loss", " perplexity"),
+            )
+    axes[0].set_ylabel("loss")
+    axes[1].set_ylabel("perplexity")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    tokens = [r.get("tokens_seen") for r in evals]
+    if all(t is not None for t in tokens) and len(steps) > 1 and steps[-1] > 0:
+        top = axes[0].secondary_xaxis(
+            "top", functions=(lambda s: s * tokens[-1] / steps[-1], lambda t: t * steps[-1] / max(tokens[-1], 1))
+        )
+        top.set_xlabel("tokens seen")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)

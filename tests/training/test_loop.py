@@ -1,0 +1,66 @@
+"""Pieces of the training loop: schedule, parameter groups, token-weighted evaluation, checkpoint discovery."""
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from hf_scratchgpt import ScratchGPTForCausalLM
+from hf_scratchgpt.training.checkpoint import STATE_FILE, complete_checkpoints, find_resume_checkpoint
+from hf_scratchgpt.training.loop import causal_lm_loss, causal_lm_stats, evaluate, lr_lambda, param_groups
+
+from ..conftest import tiny_config
+
+
+def test_warmup_then_cosine_to_the_floor():
+    f = lr_lambda(warmup_steps=4, total_steps=14, schedule="cosine", min_lr_ratio=0.1)
+    assert [round(f(s), 3) for s in range(4)] == [0.2, 0.4, 0.6, 0.8]
+    assert f(4) == pytest.approx(1.0) and f(9) == pytest.approx(0.55) and f(14) == pytest.approx(0.1)
+    const = lr_lambda(0, 10, "constant", 0.1)
+    assert {const(s) for s in range(20)} == {1.0}
+
+
+def test_parameter_groups_decay_only_matrices():
+    model = ScratchGPTForCausalLM(tiny_config(qkv_bias=True))
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(model.transformer.final_norm.scale) in ids and id(model.transformer.trf_blocks[0].att.W_query.bias) in ids
+
+
+def test_evaluation_weights_batches_by_tokens():
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config()).eval()
+    a = {"input_ids": torch.randint(0, 97, (2, 10))}
+    a["labels"] = a["input_ids"].clone()
+    b = {"input_ids": torch.randint(0, 97, (2, 10))}
+    b["labels"] = b["input_ids"].clone()
+    b["labels"][:, 3:] = -100  # only 2 x 2 targets
+    la, na = causal_lm_loss(model, a)
+    lb, nb = causal_lm_loss(model, b)
+    assert (na.item(), nb.item()) == (18, 4)
+    sums, counts = causal_lm_stats(model, b)
+    assert counts.tolist() == [2, 2] and sums.sum().item() == pytest.approx((lb * nb).item(), rel=1e-5)
+    weighted = evaluate(Accelerator(cpu=True), model, [a, b], causal_lm_stats, None)
+    assert weighted == pytest.approx(((la * na + lb * nb) / (na + nb)).item(), rel=1e-6)
+    assert weighted != pytest.approx(((la + lb) / 2).item(), rel=1e-3)
+
+
+def test_resume_finds_only_complete_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name, complete in [
+        ("step-000010", True),
+        ("step-000020", True),
+        ("step-000030", False),
+        (".step-000040.partial", True),
+    ]:
+        (root / name / "accelerate").mkdir(parents=True)
+        if complete:
+            (root / name / STATE_FILE).write_text("{}")
+    assert [p.name for p in complete_checkpoints(root)] == ["step-000010", "step-000020"]
+    assert find_resume_checkpoint("auto", root).name == "step-000020"
+    assert find_resume_checkpoint("auto", tmp_path / "none") is None
+    assert find_resume_checkpoint(None, root) is None
+    with pytest.raises(FileNotFoundError, match="step-000030 is not a complete checkpoint"):
+        find_resume_checkpoint(str(root / "step-000030"), root)
