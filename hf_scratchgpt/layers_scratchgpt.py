@@ -217,12 +217,21 @@ class LayerNorm(nn.Module):
         norm_x = (x - mean) / torch.sqrt(var + self.eps)
         return self.scale * norm_x + self.shift
 
+    def fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same normalisation in one kernel (`F.layer_norm`); equal up to float rounding."""
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
 
 class GELU(nn.Module):
     """GELU, tanh approximation as in GPT-2 (chapter 4.3)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+
+    @staticmethod
+    def fused(x: torch.Tensor) -> torch.Tensor:
+        """The same function in one kernel (`F.gelu(approximate="tanh")`); equal up to float rounding."""
+        return F.gelu(x, approximate="tanh")
 
 
 class FeedForward(nn.Module):
@@ -234,8 +243,10 @@ class FeedForward(nn.Module):
         self.layers = nn.Sequential(nn.Linear(emb_dim, 4 * emb_dim), GELU(), nn.Linear(4 * emb_dim, emb_dim))
         self.layers[2].is_residual_projection = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        if not fused:
+            return self.layers(x)
+        return self.layers[2](self.layers[1].fused(self.layers[0](x)))
 
 
 class TransformerBlock(nn.Module):
@@ -266,8 +277,9 @@ class TransformerBlock(nn.Module):
         attn_implementation: str = "eager",
         output_attentions: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        fused = attn_implementation == "sdpa"  # the fast path also fuses LayerNorm and GELU
         shortcut = x  # shortcut around the attention sub-layer
-        x = self.norm1(x)
+        x = self.norm1.fused(x) if fused else self.norm1(x)
         x = self.att(
             x, mask=mask, cache=cache, attn_implementation=attn_implementation, output_attentions=output_attentions
         )
@@ -277,8 +289,8 @@ class TransformerBlock(nn.Module):
         x = x + shortcut
 
         shortcut = x  # shortcut around the feed-forward sub-layer
-        x = self.norm2(x)
-        x = self.ff(x)
+        x = self.norm2.fused(x) if fused else self.norm2(x)
+        x = self.ff(x, fused=fused)
         x = self.drop_shortcut(x)
         x = x + shortcut
         return (x, attn_weights) if output_attentions else x

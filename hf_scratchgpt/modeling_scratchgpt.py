@@ -178,7 +178,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             if output_attentions:
                 x, weights = x
                 all_attn += (weights,)
-        x = self.final_norm(x)
+        x = self.final_norm.fused(x) if impl == "sdpa" else self.final_norm(x)
         if output_hidden_states:
             all_hidden += (x,)
         return BaseModelOutputWithPast(

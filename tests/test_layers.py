@@ -139,3 +139,17 @@ def test_the_model_is_built_from_these_very_classes():
     assert type(block.att) is MultiHeadAttention and type(block.ff) is FeedForward
     assert type(block.norm1) is LayerNorm and type(model.transformer.final_norm) is LayerNorm
     assert type(block.ff.layers[1]) is GELU
+
+
+def test_fused_layer_norm_and_gelu_equal_the_readable_ones():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16) * 4 + 2
+    ln = LayerNorm(16)
+    with torch.no_grad():
+        ln.scale.uniform_(0.5, 1.5)
+        ln.shift.uniform_(-1, 1)
+    torch.testing.assert_close(ln.fused(x), ln(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(GELU.fused(x), GELU()(x), atol=1e-6, rtol=0)
+    ff = FeedForward(BOOK_CFG)
+    y = torch.randn(2, 3, 24)
+    torch.testing.assert_close(ff(y, fused=True), ff(y), atol=1e-6, rtol=0)

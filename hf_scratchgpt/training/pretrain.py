@@ -43,6 +43,25 @@ def load_tokenizer(spec: str) -> Any:
     return AutoTokenizer.from_pretrained(spec)
 
 
+def check_trackers(names: list[str]) -> None:
+    """Every tracker asked for with --log-with must be installed (a clear error, before any work)."""
+    import accelerate.utils as acc_utils
+
+    known = {
+        "tensorboard": "tensorboard",
+        "trackio": "trackio",
+        "wandb": "wandb",
+        "mlflow": "mlflow",
+        "comet_ml": "comet_ml",
+        "aim": "aim",
+    }
+    for name in names:
+        if name not in known:
+            raise ValueError(f"log_with: unknown tracker {name!r}; choose from {sorted(known)}")
+        if not getattr(acc_utils, f"is_{known[name]}_available")():
+            raise ValueError(f"log_with: {name} is not installed (pip install 'hf-scratchgpt[trackers]' or {name})")
+
+
 def _check_outputs(cfg: PretrainConfig, out: Path) -> Path | None:
     """Before any work: refuse an existing output without --overwrite/--resume; find the checkpoint."""
     ckpt = find_resume_checkpoint(cfg.resume, out / "checkpoints")
@@ -108,6 +127,7 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
             does not match `vocab_size`, or an invalid option.
     """
     cfg.validate()
+    check_trackers(cfg.log_with)
     out = cfg.out_dir
     ckpt = _check_outputs(cfg, out)
     acc = Accelerator(

@@ -167,6 +167,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert [r["ranks_batches"] for r in e2] == [[3, 3], [6, 6]]  # both ranks took part
     assert e2[-1]["tokens_seen"] == e1[-1]["tokens_seen"] == 6 * 8 * 32
     for r1, r2 in zip(e1, e2):
+        assert r2["lr"] == pytest.approx(r1["lr"], rel=1e-9)  # the scheduler steps once per optimizer step
         for key in ("train_loss", "val_loss", "train_running_loss"):
             assert r2[key] == pytest.approx(r1[key], abs=2e-4), (r1["step"], key)
     assert "2 process(es)" in two.stdout + two.stderr
@@ -182,6 +183,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         (["--out", "UNDER_A_FILE"], NotADirectoryError, "is not a folder"),
         (["--out", "/proc/scratchgpt-run"], PermissionError, "is not writable"),
         (["--resume", "NOCKPT"], FileNotFoundError, "is not a complete checkpoint"),
+        (["--log-with", "neptune"], ValueError, "unknown tracker 'neptune'"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, extra, error, message):
@@ -213,3 +215,15 @@ def test_existing_output_needs_overwrite_or_resume(tmp_path):
 
     assert main(["pretrain", *TINY, "--out", str(tmp_path / "run")]) == 1
     assert main(["pretrain", "--lr", "abc"]) == 1
+
+
+def test_tensorboard_tracker_when_asked(tmp_path):
+    pytest.importorskip("tensorboard")  # installed by the [test] extra, so CI runs this
+    pretrain(_cfg(tmp_path, "--max-steps", "2", "--eval-every", "2", "--save-every", "2", "--log-with", "tensorboard"))
+    events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "val_loss" in acc.Tags()["scalars"]
