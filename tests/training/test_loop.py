@@ -64,3 +64,55 @@ def test_resume_finds_only_complete_checkpoints(tmp_path):
     assert find_resume_checkpoint(None, root) is None
     with pytest.raises(FileNotFoundError, match="step-000030 is not a complete checkpoint"):
         find_resume_checkpoint(str(root / "step-000030"), root)
+
+
+def test_the_loop_equals_a_plain_pytorch_loop(tmp_path):
+    """Same model, data order and optimizer: accelerate's loop changes nothing in the arithmetic."""
+    from accelerate.state import AcceleratorState, GradientState
+    from torch.utils.data import DataLoader
+
+    from hf_scratchgpt.training.checkpoint import TrainState
+    from hf_scratchgpt.training.loop import LoopSettings, train
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    torch.manual_seed(0)
+    rows = [{"input_ids": torch.randint(0, 97, (16,))} for _ in range(12)]
+    for r in rows:
+        r["labels"] = r["input_ids"].clone()
+
+    def make():
+        torch.manual_seed(1)
+        model = ScratchGPTForCausalLM(tiny_config(drop_rate=0.0))
+        return model, torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
+
+    plain, opt = make()
+    plain.train()
+    for batch in DataLoader(rows, batch_size=3, shuffle=False):
+        loss = plain(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    acc = Accelerator(cpu=True)
+    model, opt2 = make()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
+    loader = DataLoader(rows, batch_size=3, shuffle=False)
+    model, opt2, loader, sched = acc.prepare(model, opt2, loader, sched)
+    train(
+        acc,
+        model,
+        opt2,
+        sched,
+        loader,
+        {},
+        LoopSettings(max_steps=4, epochs=1, clip_grad=None, eval_every=100),
+        TrainState(),
+        tmp_path / "ckpt",
+        lambda path: None,
+        print_fn=lambda s: None,
+    )
+    for (name, a), b in zip(plain.state_dict().items(), acc.unwrap_model(model).state_dict().values()):
+        assert torch.equal(a, b), name
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
