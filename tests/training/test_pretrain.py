@@ -131,6 +131,14 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     # no dropout: each process draws its own masks, which a single process cannot reproduce
     common = [*TINY, "--max-steps", "6", "--eval-every", "3", "--save-every", "3", "--drop-rate", "0"]
