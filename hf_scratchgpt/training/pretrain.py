@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ def load_tokenizer(spec: str) -> Any:
     path = Path(spec)
     if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.bpe").is_file():
         return load_gpt2_tokenizer(path)
-    if not path.exists() and (spec.startswith((".", "/")) or os.sep in spec.strip("/").split("/", 1)[-1]):
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1  # a Hub id is "name" or "org/name"
+    if looks_local and not path.exists():
         raise FileNotFoundError(f"tokenizer not found: {spec}")
     return AutoTokenizer.from_pretrained(spec)
 
