@@ -17,6 +17,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 
 from .sources import check_text_file
+from .tokenize import encode_texts
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -139,10 +140,7 @@ def split_fractions(ds: Dataset, fractions: Sequence[float], names: Sequence[str
 
 
 def _tokenize_text(batch: dict, tokenizer: Any, max_length: int | None) -> dict:
-    if hasattr(tokenizer, "backend_tokenizer"):
-        ids = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
-    else:
-        ids = [tokenizer.encode(t) for t in batch["text"]]
+    ids = encode_texts(tokenizer, batch["text"])
     if max_length is not None:
         ids = [x[:max_length] for x in ids]  # the book's rule: keep the first max_length tokens
     return {"input_ids": ids}

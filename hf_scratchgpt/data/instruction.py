@@ -19,6 +19,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 
 from .classification import split_fractions
 from .sources import check_text_file
+from .tokenize import encode_texts
 
 STYLES = ("alpaca", "phi3", "chat")
 ALPACA_PREAMBLE = (
@@ -133,8 +134,7 @@ def _tokenize_records(batch: dict, tokenizer: Any, style: str) -> dict:
     input_ids, prompt_lengths = [], []
     for row in range(len(batch[keys[0]])):
         prompt, full = render({k: batch[k][row] for k in keys}, style, tokenizer)
-        ids = tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]
-        prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+        ids, prompt_ids = encode_texts(tokenizer, [full, prompt])
         input_ids.append(ids)
         prompt_lengths.append(_common_prefix(ids, prompt_ids))  # a merge across the boundary counts as response
     return {"input_ids": input_ids, "prompt_length": prompt_lengths}
