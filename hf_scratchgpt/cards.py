@@ -41,7 +41,7 @@ def model_card_fields(model: nn.Module, path: str | Path, command: str, weights:
         "package_version": __version__,
         "command": command,
         "architecture": type(model).__name__,
-        "num_parameters": f"{sum(p.numel() for p in model.parameters()):,}",
+        "num_parameters": f"{model.num_parameters():,}",
         "n_layers": cfg.n_layers,
         "n_heads": cfg.n_heads,
         "emb_dim": cfg.emb_dim,

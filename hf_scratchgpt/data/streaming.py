@@ -18,7 +18,7 @@ import numpy as np
 from datasets import IterableDataset
 
 from .lm import is_validation, iter_windows, packed_position_ids, too_short_error
-from .sources import SUFFIXES, iter_text_chunks, load_documents, resolve_files
+from .sources import SUFFIXES, check_text_file, iter_text_chunks, load_documents, resolve_files
 from .tokenize import iter_exact_chunk_tokens
 
 
@@ -32,7 +32,8 @@ def _iter_documents(sources: Any, text_field: str, errors: str) -> Iterator[Iter
         if not (len(items) == 1 and not Path(os.fspath(items[0])).exists()):
             raise
     if files is not None and SUFFIXES[files[0].suffix.lower()] == "text":
-        load_documents(files, errors=errors, streaming=True)  # validates the files (empty, UTF-8)
+        for path in files:
+            check_text_file(path, errors)  # empty or undecodable: an error before any window
         for path in files:
             yield iter_text_chunks(path, errors)
         return
@@ -142,11 +143,8 @@ def streaming_splits(
 
         def by_documents(want_val: bool) -> Iterator[Iterable[str]]:
             for i, doc in enumerate(docs()):
-                if (is_validation(i, seed, val_fraction)) == want_val:
-                    yield doc
-                else:
-                    for _ in doc:  # drain file readers
-                        pass
+                if is_validation(i, seed, val_fraction) == want_val:
+                    yield doc  # the other split's documents are never read
 
         makers = {"train": partial(by_documents, False), "validation": partial(by_documents, True)}
     out = {

@@ -65,10 +65,7 @@ def check_trackers(names: list[str]) -> None:
 def _check_outputs(cfg: PretrainConfig, out: Path) -> Path | None:
     """Before any work: refuse an existing output without --overwrite/--resume; find the checkpoint."""
     ckpt = find_resume_checkpoint(cfg.resume, out / "checkpoints")
-    if cfg.resume is None:
-        check_output_dir(out, overwrite=cfg.overwrite)
-    else:
-        check_output_dir(out, overwrite=True)
+    check_output_dir(out, overwrite=cfg.overwrite or cfg.resume is not None)
     return ckpt
 
 
@@ -87,16 +84,12 @@ def _build_tokenizer(cfg: PretrainConfig, acc: Accelerator, out: Path, ckpt: Pat
     with acc.main_process_first():
         if acc.is_main_process:
             docs = load_documents(cfg.data, text_field=cfg.text_field)
-            tok = train_bpe_tokenizer(_iter_texts(docs), vocab_size=cfg.vocab_size or 4096)
+            tok = train_bpe_tokenizer((row["text"] for row in docs), vocab_size=cfg.vocab_size or 4096)
             with atomic_output_dir(tok_dir, overwrite=True) as tmp:
                 tok.save_pretrained(tmp)
         else:
             tok = AutoTokenizer.from_pretrained(tok_dir)
     return tok
-
-
-def _iter_texts(docs: Any) -> list[str]:
-    return [row["text"] for row in docs]
 
 
 def _model_config(cfg: PretrainConfig, tok: Any) -> ScratchGPTConfig:
@@ -141,8 +134,9 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
     )
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        print_fn("effective configuration:\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        effective = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+        print_fn("effective configuration:\n" + effective.rstrip())
+        (out / "config.yaml").write_text(effective, encoding="utf-8")
     set_seed(cfg.seed)
 
     tok = _build_tokenizer(cfg, acc, out, ckpt)
@@ -167,33 +161,15 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
     )
-    # Loaders get their own generators: a loader's iterator draws a base seed when it starts, and
-    # from the global RNG that draw would shift dropout masks when a run resumes mid-epoch.
-    train_loader = DataLoader(
-        data.train.with_format("torch"),
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    train_loader = _loader(data.train, cfg, shuffle=True)
     if len(train_loader) == 0:
         raise ValueError(
             f"the training split has {len(data.train)} windows, fewer than one batch of "
             f"{cfg.batch_size}; lower --batch-size or add data"
         )
-    eval_loaders = {
-        "train": DataLoader(
-            data.train.with_format("torch"),
-            batch_size=cfg.batch_size,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-    }
+    eval_loaders = {"train": _loader(data.train, cfg, shuffle=False)}
     if data.validation is not None:
-        eval_loaders["val"] = DataLoader(
-            data.validation.with_format("torch"),
-            batch_size=cfg.batch_size,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        eval_loaders["val"] = _loader(data.validation, cfg, shuffle=False)
 
     steps_per_epoch = math.ceil(math.ceil(len(train_loader) / acc.num_processes) / cfg.grad_accum)
     max_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
@@ -215,7 +191,7 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
     global_batch = cfg.batch_size * cfg.grad_accum * acc.num_processes
     if acc.is_main_process:
         print_fn(
-            f"{model_params(model):,} parameters, {len(data.train):,} training windows of "
+            f"{acc.unwrap_model(model).num_parameters():,} parameters, {len(data.train):,} training windows of "
             f"{config.context_length} tokens, global batch {global_batch}, {max_steps} steps, "
             f"{acc.num_processes} process(es) on {acc.device}"
         )
@@ -287,8 +263,16 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
     return final
 
 
-def model_params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _loader(ds: Any, cfg: PretrainConfig, shuffle: bool) -> DataLoader:
+    """A loader with its own generator: an iterator draws a base seed when it starts, and from the
+    global RNG that draw would shift dropout masks when a run resumes mid-epoch."""
+    return DataLoader(
+        ds.with_format("torch"),
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
 
 
 def _flat(values: dict) -> dict:
