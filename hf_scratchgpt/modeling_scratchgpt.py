@@ -249,6 +249,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         hidden = slice_logits_to_keep(out.last_hidden_state, logits_to_keep)
         logits = self.out_head(hidden)  # (b, T, vocab_size)
         loss = None
+        if kwargs.get("shift_labels") is not None:
+            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss takes a view of it
         if labels is not None or kwargs.get("shift_labels") is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from transformers import GPT2Tokenizer, PreTrainedTokenizerFast
 
@@ -260,3 +261,32 @@ __all__ = [
     "train_bpe_tokenizer",
     "load_gpt2_tokenizer",
 ]
+
+
+def looks_local(spec: str) -> bool:
+    """Whether `spec` names a local path rather than a Hub id ("name" or "org/name")."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).exists()
+
+
+def load_tokenizer(spec: str | os.PathLike) -> Any:
+    """A tokenizer folder (`tokenizer.json`), GPT-2's files (`encoder.json` + `vocab.bpe`), or a Hub id.
+
+    Raises:
+        FileNotFoundError: A local path that does not exist.
+    """
+    from transformers import AutoTokenizer
+
+    spec = os.fspath(spec)
+    path = Path(spec)
+    if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.bpe").is_file():
+        return load_gpt2_tokenizer(path)
+    if looks_local(spec) and not path.exists():
+        raise FileNotFoundError(f"tokenizer not found: {spec}")
+    return AutoTokenizer.from_pretrained(spec)
+
+
+def has_tokenizer_files(folder: str | os.PathLike) -> bool:
+    """Whether a folder holds a tokenizer (`tokenizer.json`, `vocab.json` + `merges.txt`, or GPT-2's own files)."""
+    path = Path(folder)
+    pairs = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
+    return (path / "tokenizer.json").is_file() or any((path / a).is_file() and (path / b).is_file() for a, b in pairs)

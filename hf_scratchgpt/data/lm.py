@@ -78,24 +78,44 @@ def token_stream(tokd: Dataset, column: str = "input_ids") -> np.ndarray:
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _windows_table(windows: np.ndarray, position_ids: np.ndarray | None) -> Dataset:
-    width = windows.shape[1]
-    column = pa.FixedSizeListArray.from_arrays(pa.array(windows.reshape(-1), pa.int64()), width)
+def _fixed_lists(rows: np.ndarray) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(rows).reshape(-1), pa.int64())
+    return pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])
+
+
+def _windows_table(windows: np.ndarray, position_ids: np.ndarray | None, shifted: bool = False) -> Dataset:
+    if shifted:  # the book's pairs: inputs = window[:-1], targets = window[1:]
+        columns = {"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])}
+        return Dataset(InMemoryTable(pa.table(columns)))
+    column = _fixed_lists(windows)
     columns = {"input_ids": column, "labels": column}
     if position_ids is not None:
-        columns["position_ids"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(position_ids.reshape(-1), pa.int64()), width
-        )
+        columns["position_ids"] = _fixed_lists(position_ids)
     return Dataset(InMemoryTable(pa.table(columns)))
 
 
 def windows_from_tokens(
-    ids: np.ndarray, max_length: int, stride: int, pack: bool = False, eos_id: int | None = None, what: str = "corpus"
+    ids: np.ndarray,
+    max_length: int,
+    stride: int,
+    pack: bool = False,
+    eos_id: int | None = None,
+    what: str = "corpus",
+    shifted_labels: bool = False,
 ) -> Dataset:
-    """A `Dataset` of sliding windows over the token stream `ids` (see module docstring)."""
+    """A `Dataset` of sliding windows over the token stream `ids` (see module docstring).
+
+    With `shifted_labels` the rows are the book's `(input, target)` pairs instead: `input_ids` is
+    `ids[s : s + max_length]` and `shift_labels` is `ids[s + 1 : s + max_length + 1]`, so each window
+    has `max_length` targets (the model's `shift_labels=` argument takes them unshifted).
+    """
     check_window_args(max_length, stride)
     if len(ids) <= max_length:
         raise too_short_error(len(ids), max_length, what)
+    if shifted_labels:
+        if pack:
+            raise ValueError("shifted_labels and pack cannot be combined")
+        return _windows_table(gather_windows(ids, max_length, stride, width=max_length + 1), None, shifted=True)
     windows = gather_windows(ids, max_length, stride)
     positions = packed_position_ids(windows, eos_id) if pack and eos_id is not None else None
     return _windows_table(windows, positions)
@@ -323,6 +343,7 @@ def prepare_lm_datasets(
     streaming: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    shifted_labels: bool = False,
 ) -> LMDatasets:
     """Build train/validation windows from a corpus.
 
@@ -341,6 +362,8 @@ def prepare_lm_datasets(
         streaming: Return `IterableDataset`s (same windows, bounded memory).
         rank: This process's rank, with `world_size`, to split a stream between processes.
         world_size: Number of processes sharing the stream.
+        shifted_labels: The book's `(input, target)` rows (`input_ids`, `shift_labels`), `max_length`
+            targets per window; in-memory only.
 
     Raises:
         ValueError: Bad arguments, empty/undecodable files, a split too short for one window.
@@ -358,11 +381,14 @@ def prepare_lm_datasets(
         "seed": seed,
         "pack": pack,
         "dedup": dedup,
+        "shifted_labels": shifted_labels,
         "tokenizer": type(tokenizer).__name__,
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
         "vocab_size": len(tokenizer),
     }
     if streaming:
+        if shifted_labels:
+            raise ValueError("shifted_labels is available for in-memory datasets only (streaming=False)")
         from .streaming import streaming_splits
 
         train, val = streaming_splits(
@@ -400,7 +426,9 @@ def prepare_lm_datasets(
     out: dict[str, Dataset] = {}
     for name in ("train", "validation") if val_fraction else ("train",):
         ids = token_stream(tokd, f"{name}_ids")
-        out[name] = windows_from_tokens(ids, max_length, stride, pack, eos_id, what=f"the {name} split")
+        out[name] = windows_from_tokens(
+            ids, max_length, stride, pack, eos_id, what=f"the {name} split", shifted_labels=shifted_labels
+        )
         provenance[f"{name}_tokens"] = len(ids)
         provenance[f"{name}_windows"] = len(out[name])
         provenance[f"{name}_sha256"] = content_hash(out[name])

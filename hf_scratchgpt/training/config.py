@@ -59,6 +59,10 @@ class PretrainConfig:
     clip_grad: float | None = 1.0
     mixed_precision: str = "no"
     seed: int = 123
+    # the book's chapter-5 loop, draw for draw: (input, target) windows with max_length targets, a shuffle
+    # and evaluation batches drawn from the global RNG, weight decay on every parameter, evaluation after
+    # steps 1, 1 + eval_every, ...; one process, no mid-run resume
+    book_mode: bool = False
     # evaluation, samples, logging
     eval_every: int = 100
     eval_batches: int | None = None
@@ -95,6 +99,11 @@ class PretrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not self.data:
             raise ValueError("data: give at least one corpus source")
+        if self.book_mode and self.resume is not None:
+            raise ValueError(
+                "book_mode cannot resume: the book's shuffle is drawn from the global RNG when an epoch "
+                "starts, so a resumed run would see another order; drop --resume or --book-mode"
+            )
 
     @property
     def out_dir(self) -> Path:

@@ -28,27 +28,40 @@ LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
 StatsFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
 
 
+def _next_token_targets(batch: dict) -> torch.Tensor:
+    """`(b, T-1)` targets of unshifted `labels`, or `(b, T)` of the book's pre-shifted `shift_labels`."""
+    return batch["shift_labels"] if "shift_labels" in batch else batch["labels"][:, 1:]
+
+
 def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token loss of a causal LM batch (`labels` unshifted, -100 ignored) and its target count."""
+    """Next-token loss of a causal LM batch and its target count.
+
+    The batch carries `labels` (transformers' convention: unshifted, -100 ignored) or the book's
+    already-shifted `shift_labels`; the model takes either.
+    """
     out = model(**batch)
-    n_targets = (batch["labels"][:, 1:] != -100).sum()
-    return out.loss, n_targets
+    return out.loss, (_next_token_targets(batch) != -100).sum()
 
 
 def causal_lm_stats(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sequence: summed next-token loss and number of targets, both `(b,)` (for exact evaluation)."""
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
-    losses = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (b, T-1)
-    return losses.sum(1), (labels != -100).sum(1)
+    targets = _next_token_targets(batch)
+    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}).logits
+    logits = logits[:, : targets.shape[1]].float()  # position t predicts target t
+    losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    return losses.sum(1), (targets != -100).sum(1)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: matrices (linear and embedding weights) decay; biases and LayerNorm scale/shift do not."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
+def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
+    """AdamW groups: matrices (linear and embedding weights) decay; biases and LayerNorm scale/shift do not.
+
+    `decay_all` gives one group that decays every parameter, as the book's `AdamW(model.parameters())`.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_all:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -95,6 +108,7 @@ class LoopSettings:
     grad_accum: int = 1
     clip_grad: float | None = 1.0
     eval_every: int = 100
+    eval_offset: int = 0  # evaluate after steps offset, offset + every, ... (the book: 1, 6, 11, ...)
     eval_batches: int | None = None
     save_every: int | None = None
     keep_last: int = 2
@@ -186,7 +200,8 @@ def train(
             state.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-            if state.step % settings.eval_every == 0 or state.step == settings.max_steps:
+            due = (state.step - settings.eval_offset) % settings.eval_every == 0
+            if due or state.step == settings.max_steps:
                 metrics = log_eval()
             if settings.save_every and (state.step % settings.save_every == 0 or state.step == settings.max_steps):
                 save_checkpoint(acc, checkpoint_root, state, write_folder, settings.keep_last)

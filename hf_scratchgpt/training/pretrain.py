@@ -25,22 +25,11 @@ from ..data.lm import prepare_lm_datasets
 from ..data.sources import load_documents
 from ..io_utils import atomic_output_dir, check_output_dir
 from ..modeling_scratchgpt import ScratchGPTForCausalLM
-from ..tokenization import load_gpt2_tokenizer, train_bpe_tokenizer
+from ..tokenization import load_tokenizer, train_bpe_tokenizer
 from .checkpoint import STATE_FILE, TrainState, find_resume_checkpoint
 from .config import PretrainConfig, resolve_config
 from .loop import LoopSettings, causal_lm_loss, causal_lm_stats, lr_lambda, param_groups, train
 from .tracking import JSONLTracker, plot_losses
-
-
-def load_tokenizer(spec: str) -> Any:
-    """A tokenizer folder (`tokenizer.json`), GPT-2's files (`encoder.json` + `vocab.bpe`), or a Hub id."""
-    path = Path(spec)
-    if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.bpe").is_file():
-        return load_gpt2_tokenizer(path)
-    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1  # a Hub id is "name" or "org/name"
-    if looks_local and not path.exists():
-        raise FileNotFoundError(f"tokenizer not found: {spec}")
-    return AutoTokenizer.from_pretrained(spec)
 
 
 def check_trackers(names: list[str]) -> None:
@@ -129,9 +118,11 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=[JSONLTracker(cfg.name, out), *cfg.log_with],
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=not cfg.book_mode),
         step_scheduler_with_optimizer=False,
     )
+    if cfg.book_mode and acc.num_processes > 1:
+        raise ValueError(f"book_mode is the book's single-process loop; this run has {acc.num_processes} processes")
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         effective = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
@@ -151,6 +142,7 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
             split_by=cfg.split_by,
             seed=cfg.seed,
             text_field=cfg.text_field,
+            shifted_labels=cfg.book_mode,
         )
     if acc.is_main_process:
         (out / "data_provenance.json").write_text(json.dumps(data.provenance, indent=2), encoding="utf-8")
@@ -158,16 +150,16 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
     set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
     model = ScratchGPTForCausalLM(config)
     model.generation_config = GenerationConfig.from_model_config(config)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
-    )
+    groups = param_groups(model, cfg.weight_decay, decay_all=cfg.book_mode)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
     train_loader = _loader(data.train, cfg, shuffle=True)
     if len(train_loader) == 0:
         raise ValueError(
             f"the training split has {len(data.train)} windows, fewer than one batch of "
             f"{cfg.batch_size}; lower --batch-size or add data"
         )
-    eval_loaders = {"train": _loader(data.train, cfg, shuffle=False)}
+    # the book evaluates on the first batches of its shuffled training loader, drawing a new order each time
+    eval_loaders = {"train": _loader(data.train, cfg, shuffle=cfg.book_mode)}
     if data.validation is not None:
         eval_loaders["val"] = _loader(data.validation, cfg, shuffle=False)
 
@@ -222,6 +214,7 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
         grad_accum=cfg.grad_accum,
         clip_grad=cfg.clip_grad,
         eval_every=cfg.eval_every,
+        eval_offset=1 if cfg.book_mode else 0,
         eval_batches=cfg.eval_batches,
         save_every=cfg.save_every,
         keep_last=cfg.keep_last,
@@ -265,13 +258,14 @@ def pretrain(cfg: PretrainConfig, print_fn: Any = print) -> Path:
 
 def _loader(ds: Any, cfg: PretrainConfig, shuffle: bool) -> DataLoader:
     """A loader with its own generator: an iterator draws a base seed when it starts, and from the
-    global RNG that draw would shift dropout masks when a run resumes mid-epoch."""
+    global RNG that draw would shift dropout masks when a run resumes mid-epoch. In book mode the
+    draws come from the global RNG, as in the book."""
     return DataLoader(
         ds.with_format("torch"),
         batch_size=cfg.batch_size,
         shuffle=shuffle,
         drop_last=shuffle,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=None if cfg.book_mode else torch.Generator().manual_seed(cfg.seed),
     )
 
 

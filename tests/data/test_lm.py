@@ -59,6 +59,23 @@ def test_book_character_split_on_the_verdict(shared_data, gpt2_tokenizer):
     assert (len(data.train), len(data.validation)) == (18, 2)  # the book's 9 x 2 and 1 x 2 windows
 
 
+def test_shifted_labels_are_the_books_input_target_pairs(shared_data, gpt2_tokenizer):
+    text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8")
+    data = prepare_lm_datasets(
+        shared_data / "the-verdict.txt", gpt2_tokenizer, max_length=256, stride=256, shifted_labels=True
+    )
+    ids = gpt2_tokenizer(text[: int(0.9 * len(text))])["input_ids"]
+    starts = range(0, len(ids) - 256, 256)
+    assert data.train.column_names == ["input_ids", "shift_labels"]
+    assert _rows(data.train) == [ids[s : s + 256] for s in starts]
+    assert _rows(data.train, "shift_labels") == [ids[s + 1 : s + 257] for s in starts]
+    assert (len(data.train), len(data.validation)) == (18, 2)
+    with pytest.raises(ValueError, match="shifted_labels and pack"):
+        prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, shifted_labels=True, pack=True)
+    with pytest.raises(ValueError, match="in-memory datasets only"):
+        prepare_lm_datasets(shared_data / "the-verdict.txt", gpt2_tokenizer, shifted_labels=True, streaming=True)
+
+
 def test_character_split_cuts_the_straddling_document(tmp_path, gpt2_tokenizer):
     for name, text in (("a.txt", "alpha " * 30), ("b.txt", "beta " * 30), ("c.txt", "gamma " * 30)):
         (tmp_path / name).write_text(text)

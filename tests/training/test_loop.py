@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 
 from hf_scratchgpt import ScratchGPTForCausalLM
@@ -27,6 +28,27 @@ def test_parameter_groups_decay_only_matrices():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     ids = {id(p) for p in no_decay["params"]}
     assert id(model.transformer.final_norm.scale) in ids and id(model.transformer.trf_blocks[0].att.W_query.bias) in ids
+
+
+def test_decay_all_is_one_group_of_every_parameter():
+    model = ScratchGPTForCausalLM(tiny_config(qkv_bias=True))
+    (group,) = param_groups(model, 0.1, decay_all=True)
+    assert group["weight_decay"] == 0.1 and [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
+
+
+def test_loss_and_stats_take_the_books_shifted_targets():
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config()).eval()
+    window = torch.randint(0, 97, (2, 11))
+    book = {"input_ids": window[:, :-1], "shift_labels": window[:, 1:]}
+    loss, n = causal_lm_loss(model, book)
+    expected = F.cross_entropy(model(input_ids=window[:, :-1]).logits.flatten(0, 1), window[:, 1:].flatten())
+    assert n.item() == 20 and torch.equal(loss, expected)
+    sums, counts = causal_lm_stats(model, book)
+    assert counts.tolist() == [10, 10] and (sums.sum() / 20).item() == pytest.approx(expected.item(), rel=1e-6)
+    # the same window in transformers' convention has one target fewer
+    hf = {"input_ids": window[:, :-1], "labels": window[:, :-1]}
+    assert causal_lm_loss(model, hf)[1].item() == 18 and causal_lm_stats(model, hf)[1].tolist() == [9, 9]
 
 
 def test_evaluation_weights_batches_by_tokens():

@@ -235,3 +235,74 @@ def test_tensorboard_tracker_when_asked(tmp_path):
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert "val_loss" in acc.Tags()["scalars"]
+
+
+def test_book_mode_is_the_books_loop_draw_for_draw(tmp_path):
+    """`--book-mode` equals the book's chapter-5 procedure written out plainly: same losses, same weights."""
+    from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
+    from hf_scratchgpt.data import create_dataloader_v1
+
+    book = ["--book-mode", "true", "--epochs", "2", "--max-steps", "null", "--eval-every", "4"]
+    book += ["--eval-batches", "2", "--lr-schedule", "constant", "--warmup-steps", "0", "--clip-grad", "null"]
+    book += ["--drop-rate", "0.1", "--save-every", "null", "--batch-size", "16"]
+    final = pretrain(_cfg(tmp_path, *book))
+    evals = _evals(tmp_path / "run")
+
+    # the book: torch.manual_seed before the model, loaders drawing from the global RNG, AdamW on all
+    # parameters, evaluation after global steps 0, 4, 8, ... on the first batches of both loaders
+    tok = AutoTokenizer.from_pretrained(final)
+    text = open(VERDICT, encoding="utf-8").read()
+    split = int(0.9 * len(text))
+    loaders = [
+        create_dataloader_v1(text[:split], 16, 32, 32, shuffle=True, drop_last=True, tokenizer=tok),
+        create_dataloader_v1(text[split:], 16, 32, 32, shuffle=False, drop_last=False, tokenizer=tok),
+    ]
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(ScratchGPTConfig.from_pretrained(final))
+    model.set_attn_implementation("sdpa")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+
+    def loss_of(x, y):
+        return torch.nn.functional.cross_entropy(model(input_ids=x).logits.flatten(0, 1), y.flatten())
+
+    book_evals, global_step = [], -1
+    for _ in range(2):
+        model.train()
+        for x, y in loaders[0]:
+            optimizer.zero_grad()
+            loss_of(x, y).backward()
+            optimizer.step()
+            global_step += 1
+            if global_step % 4 == 0:
+                model.eval()
+                with torch.no_grad():
+                    pair = [
+                        sum(loss_of(a, b).item() for _, (a, b) in zip(range(2), loader)) / min(2, len(loader))
+                        for loader in loaders
+                    ]
+                book_evals.append((global_step + 1, *pair))
+                model.train()
+    ours = [(r["step"], r["train_loss"], r["val_loss"]) for r in evals[: len(book_evals)]]
+    assert [r[0] for r in ours] == [r[0] for r in book_evals] and len(book_evals) >= 4
+    for a, b in zip(ours, book_evals):
+        assert a[1:] == pytest.approx(b[1:], rel=1e-5), (a, b)
+    trained = load_file(final / "model.safetensors")
+    for name, value in model.state_dict().items():
+        assert torch.equal(trained[name], value), name
+
+
+def test_book_mode_refuses_resume(tmp_path):
+    with pytest.raises(ValueError, match="book_mode cannot resume"):
+        _cfg(tmp_path, "--book-mode", "true", "--resume", "auto")
+
+
+def test_verdict_recipe_prints_the_books_first_numbers(tmp_path):
+    """The book's chapter-5 run (124M config) for its first evaluations: 9.781 / 9.933 and 8.111 / 8.339."""
+    cfg = resolve_config(
+        PretrainConfig,
+        ["--config", str(REPO / "recipes/pretrain/verdict-book.yaml"), "--data", VERDICT],
+    )
+    cfg.tokenizer, cfg.max_steps, cfg.out = str(SHARED_DATA / "gpt2"), 6, str(tmp_path / "run")
+    pretrain(cfg)
+    evals = [(r["step"], round(r["train_loss"], 3), round(r["val_loss"], 3)) for r in _evals(tmp_path / "run")]
+    assert evals[:2] == [(1, 9.781, 9.933), (6, 8.111, 8.339)]
