@@ -18,7 +18,7 @@ from typing import Any
 
 
 def _verbs() -> dict[str, Callable[..., Any]]:
-    from . import commands
+    from . import commands, convert_commands
     from .training.pretrain import pretrain
 
     return {
@@ -26,6 +26,9 @@ def _verbs() -> dict[str, Callable[..., Any]]:
         "train-tokenizer": commands.train_tokenizer,
         "init-model": commands.init_model,
         "generate": commands.generate,
+        "convert-gpt2": convert_commands.convert_gpt2,
+        "export-gpt2": convert_commands.export_gpt2,
+        "convert-book": convert_commands.convert_book,
     }
 
 

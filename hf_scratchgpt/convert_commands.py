@@ -1,0 +1,153 @@
+"""The conversion verbs: `scratchgpt convert-gpt2`, `export-gpt2` and `convert-book`.
+
+Each reads and checks everything before it writes, and writes its folder atomically, so a bad input
+leaves nothing in OUT.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, GenerationConfig
+
+from .cards import render_card
+from .commands import save_model_folder
+from .convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
+from .io_utils import atomic_output_dir, check_output_dir
+from .tokenization import has_tokenizer_files, load_tokenizer
+
+
+def _tokenizer(explicit: str | None, src: str | Path | None, vocab_size: int) -> Any:
+    """The tokenizer to bundle: the one asked for, else SRC's own, else GPT-2's; it must fit the vocabulary."""
+    if explicit is not None:
+        tok = load_tokenizer(explicit)
+    elif src is not None and Path(src).is_dir() and has_tokenizer_files(src):
+        tok = load_tokenizer(src)
+    else:
+        from .data.book import default_gpt2_tokenizer
+
+        tok = default_gpt2_tokenizer()
+    if len(tok) > vocab_size:
+        raise ValueError(
+            f"the tokenizer has {len(tok):,} tokens but the model's vocabulary is {vocab_size:,}; "
+            f"pass a matching --tokenizer"
+        )
+    return tok
+
+
+def convert_gpt2(src: str, out: str, tokenizer: str | None = None, overwrite: bool = False) -> Path:
+    """Convert a transformers GPT-2 checkpoint into a ScratchGPT folder (qkv bias on, tied head).
+
+    Args:
+        src: GPT-2 folder with config.json + model.safetensors (the openai-community/gpt2* layout), or a Hub id.
+        out: ScratchGPT folder to write.
+        tokenizer: Tokenizer to bundle (default: SRC's own, else GPT-2's).
+        overwrite: Replace an existing, non-empty OUT.
+
+    Returns:
+        The output folder.
+    """
+    check_output_dir(out, overwrite)
+    model = gpt2_to_scratchgpt(src)
+    tok = _tokenizer(tokenizer, src, model.config.vocab_size)
+    model.generation_config = GenerationConfig.from_model_config(model.config)
+    save_model_folder(
+        model,
+        tok,
+        out,
+        command="convert-gpt2",
+        weights=f"converted from GPT-2 `{src}`",
+        provenance=f"Weights of the transformers GPT-2 checkpoint `{src}`: `c_attn` split into "
+        "W_query/W_key/W_value and every Conv1D weight transposed; nothing trained.",
+        overwrite=overwrite,
+    )
+    print(f"converted GPT-2 {src} ({model.num_parameters():,} parameters) -> {out}")
+    return Path(out)
+
+
+def export_gpt2(src: str, out: str, overwrite: bool = False) -> Path:
+    """Write a ScratchGPT causal LM as a plain transformers GPT-2 folder (GPT2LMHeadModel, no custom code).
+
+    Args:
+        src: ScratchGPT folder (config.json with model_type scratchgpt, model.safetensors).
+        out: GPT-2 folder to write.
+        overwrite: Replace an existing, non-empty OUT.
+
+    Returns:
+        The output folder.
+    """
+    check_output_dir(out, overwrite)
+    model = scratchgpt_to_gpt2(src)
+    tok = AutoTokenizer.from_pretrained(src) if has_tokenizer_files(src) else None
+    from . import __version__
+
+    with atomic_output_dir(out, overwrite) as tmp:
+        model.save_pretrained(tmp)
+        if tok is not None:
+            tok.save_pretrained(tmp)
+        card = render_card(
+            "export_gpt2",
+            name=Path(out).name,
+            package_version=__version__,
+            source=str(src),
+            num_parameters=f"{model.num_parameters():,}",
+            n_layer=model.config.n_layer,
+            n_head=model.config.n_head,
+            n_embd=model.config.n_embd,
+            n_positions=model.config.n_positions,
+            vocab_size=model.config.vocab_size,
+            path=str(out),
+        )
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    print(f"exported {src} as GPT-2 ({model.num_parameters():,} parameters) -> {out}")
+    return Path(out)
+
+
+def convert_book(
+    ckpt: str,
+    out: str,
+    *,
+    preset: str,
+    config: str | None = None,
+    tokenizer: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert the book's `model.pth` / `model_and_optimizer.pth` into a ScratchGPT folder.
+
+    Args:
+        ckpt: The book's checkpoint: a GPTModel state dict, or a dict with model_state_dict (weights-only load).
+        out: ScratchGPT folder to write.
+        preset: Model size: gpt2-small, gpt2-medium, gpt2-large or gpt2-xl (vocabulary, context length
+            and qkv bias are read from the weights).
+        config: JSON object of config overrides, e.g. '{"drop_rate": 0.0}'.
+        tokenizer: Tokenizer to bundle (default: GPT-2's, as the book).
+        overwrite: Replace an existing, non-empty OUT.
+
+    Returns:
+        The output folder.
+    """
+    check_output_dir(out, overwrite)
+    try:
+        overrides = json.loads(config) if config else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config: not valid JSON ({err})") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--config: expected a JSON object, got {config!r}")
+    model = book_to_scratchgpt(ckpt, preset=preset, **overrides)
+    tok = _tokenizer(tokenizer, None, model.config.vocab_size)
+    if hasattr(model, "out_head"):
+        model.generation_config = GenerationConfig.from_model_config(model.config)
+    save_model_folder(
+        model,
+        tok,
+        out,
+        command="convert-book",
+        weights=f"converted from the book's checkpoint `{Path(ckpt).name}`",
+        provenance=f"The book's `GPTModel` state dict `{ckpt}` (preset `{preset}`), keys prefixed with "
+        "`transformer.`; nothing trained.",
+        overwrite=overwrite,
+    )
+    print(f"converted {ckpt} ({type(model).__name__}, {model.num_parameters():,} parameters) -> {out}")
+    return Path(out)
