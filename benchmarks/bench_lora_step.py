@@ -59,7 +59,8 @@ def main() -> None:
     results = {}
     for name, (preset, batch, seq) in SHAPES.items():
         runs = {variant: build(preset, variant == "lora") for variant in ("full", "lora")}
-        ids = torch.randint(0, runs["full"][0].config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(1))
+        vocab = runs["full"][0].config.vocab_size
+        ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(1))
         times: dict[str, list[float]] = {v: [] for v in runs}
         for i in range(args.steps + 1):
             for variant, (model, optimizer) in runs.items():
