@@ -232,21 +232,23 @@ def config_to_gpt2(config: ScratchGPTConfig) -> GPT2Config:
     )
 
 
+def model_shapes(model_cls: type, config: Any, strip: str = "", tied_head: str | None = None) -> dict[str, tuple]:
+    """Tensor names and shapes of `model_cls(config)`, read off a meta-device model (no memory).
+
+    `strip` removes a key prefix; `tied_head` names the head weight to leave out when the config
+    ties it to the token embedding (a tied head need not be in a file).
+    """
+    with init_empty_weights():
+        model = model_cls(config)
+    shapes = {k.removeprefix(strip): tuple(v.shape) for k, v in model.state_dict().items()}
+    if tied_head is not None and config.tie_word_embeddings:
+        shapes.pop(tied_head, None)
+    return shapes
+
+
 def gpt2_shapes(g: GPT2Config) -> dict[str, tuple[int, ...]]:
     """Expected tensor names (without `transformer.`) and shapes of a GPT-2 LM checkpoint."""
-    e, v = g.n_embd, g.vocab_size
-    conv = {"attn.c_proj": (e, e), "mlp.c_fc": (e, 4 * e), "mlp.c_proj": (4 * e, e)}  # Conv1D: (in, out)
-    shapes: dict[str, tuple[int, ...]] = {"wte.weight": (v, e), "wpe.weight": (g.n_positions, e)}
-    for i in range(g.n_layer):
-        shapes.update({f"h.{i}.attn.c_attn.weight": (e, 3 * e), f"h.{i}.attn.c_attn.bias": (3 * e,)})
-        for _, theirs, _ in BLOCK_MAP:
-            module, kind = theirs.rsplit(".", 1)
-            weight = conv.get(module, (e, e))
-            shapes[f"h.{i}.{theirs}"] = weight if module in conv and kind == "weight" else (weight[1],)
-    shapes.update({"ln_f.weight": (e,), "ln_f.bias": (e,)})
-    if not g.tie_word_embeddings:
-        shapes["lm_head.weight"] = (v, e)
-    return shapes
+    return model_shapes(GPT2LMHeadModel, g, strip="transformer.", tied_head="lm_head.weight")
 
 
 # ----------------------------------------------------------------------------- state dicts
@@ -382,13 +384,8 @@ def gpt2_to_scratchgpt(
 
 
 def scratchgpt_shapes(config: ScratchGPTConfig) -> dict[str, tuple[int, ...]]:
-    """Expected tensor names and shapes of a ScratchGPT causal LM (from a meta-device model)."""
-    with init_empty_weights():
-        model = ScratchGPTForCausalLM(config)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if config.tie_word_embeddings:
-        shapes.pop("out_head.weight", None)
-    return shapes
+    """Expected tensor names and shapes of a ScratchGPT causal LM."""
+    return model_shapes(ScratchGPTForCausalLM, config, tied_head="out_head.weight")
 
 
 def _check_scratchgpt(tensors: Tensors, config: ScratchGPTConfig) -> None:
