@@ -3,8 +3,9 @@
 Both models get the same shape (GPT-2 layout: qkv bias, tied head, dropout 0.1, SDPA attention) and
 run the same full training step (forward, loss, backward, AdamW step) on the same random batches,
 measured interleaved (A, B, A, B, ...) after warm-up; the median step time gives tokens/s. ScratchGPT
-is also measured under bf16 autocast. Model-FLOPs utilisation uses 6 x parameters + attention
-FLOPs per token against a measured matmul peak (fp32 and bf16) of this machine.
+trains with its fused output-head loss (`fused_linear_cross_entropy`, what `scratchgpt pretrain` uses)
+and is also measured with the plain loss and under bf16 autocast. Model-FLOPs utilisation uses
+6 x parameters + attention FLOPs per token against a measured matmul peak (fp32 and bf16) of this machine.
 
 Usage: python benchmarks/bench_train_throughput.py [--layers 4 --emb 256 --heads 4 --context 256 --batch 8]
        python benchmarks/bench_train_throughput.py --vocab 4096 --emb 128 --context 128 --batch 16 --steps 20 --tag tiny
@@ -79,14 +80,18 @@ def main() -> None:
         drop_rate=0.1,
         qkv_bias=True,
         tie_word_embeddings=True,
+        fused_linear_cross_entropy=True,
     )
+    plain_cfg = ScratchGPTConfig(**{**ours_cfg.to_dict(), "fused_linear_cross_entropy": False})
     gpt2_cfg = GPT2Config(
         vocab_size=args.vocab, n_positions=args.context, n_embd=args.emb, n_head=args.heads, n_layer=args.layers
     )
+    ours = lambda cfg: ScratchGPTForCausalLM._from_config(cfg, attn_implementation="sdpa")
     models = {
-        "scratchgpt fp32": (ScratchGPTForCausalLM._from_config(ours_cfg, attn_implementation="sdpa"), False),
+        "scratchgpt fp32": (ours(ours_cfg), False),
         "gpt2 fp32": (GPT2LMHeadModel._from_config(gpt2_cfg, attn_implementation="sdpa"), False),
-        "scratchgpt bf16": (ScratchGPTForCausalLM._from_config(ours_cfg, attn_implementation="sdpa"), True),
+        "scratchgpt bf16": (ours(ours_cfg), True),
+        "scratchgpt fp32 plain loss": (ours(plain_cfg), False),
     }
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
     assert n_params["scratchgpt fp32"] == n_params["gpt2 fp32"], n_params
@@ -123,6 +128,8 @@ def main() -> None:
         "ratio_scratchgpt_vs_gpt2_fp32": rows["scratchgpt fp32"]["tokens_per_s"] / rows["gpt2 fp32"]["tokens_per_s"],
         "ratio_bf16_vs_fp32_scratchgpt": rows["scratchgpt bf16"]["tokens_per_s"]
         / rows["scratchgpt fp32"]["tokens_per_s"],
+        "ratio_plain_loss_vs_gpt2_fp32": rows["scratchgpt fp32 plain loss"]["tokens_per_s"]
+        / rows["gpt2 fp32"]["tokens_per_s"],
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
@@ -131,11 +138,12 @@ def main() -> None:
         f"batch {args.batch}: {summary['parameters']:,} parameters; matmul peak fp32 {peaks['fp32'] / 1e9:.1f} "
         f"GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s"
     )
-    print(f"{'model':<18}{'step s':>9}{'tokens/s':>11}{'MFU':>8}")
+    print(f"{'model':<28}{'step s':>9}{'tokens/s':>11}{'MFU':>8}")
     for name, r in rows.items():
-        print(f"{name:<18}{r['median_step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}{r['mfu']:>8.1%}")
+        print(f"{name:<28}{r['median_step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}{r['mfu']:>8.1%}")
     print(
-        f"scratchgpt / gpt2 (fp32): {summary['ratio_scratchgpt_vs_gpt2_fp32']:.2f}x; "
+        f"scratchgpt / gpt2 (fp32): {summary['ratio_scratchgpt_vs_gpt2_fp32']:.2f}x "
+        f"(plain loss: {summary['ratio_plain_loss_vs_gpt2_fp32']:.2f}x); "
         f"scratchgpt bf16 / fp32: {summary['ratio_bf16_vs_fp32_scratchgpt']:.2f}x"
     )
     out = HERE / "results" / f"train_throughput{'-' + args.tag if args.tag else ''}.json"

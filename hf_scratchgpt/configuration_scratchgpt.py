@@ -70,6 +70,10 @@ class ScratchGPTConfig(PreTrainedConfig):
         bos_token_id: Beginning-of-sequence token id.
         eos_token_id: End-of-sequence token id (`<|endoftext|>` for GPT-2).
         pad_token_id: Padding token id.
+        fused_linear_cross_entropy: In training mode with labels, compute the loss fused with the
+            output head, chunk by chunk, without the `(tokens, vocab)` logits (faster and far smaller
+            for large vocabularies; `logits` is then None). Off by default; `scratchgpt pretrain` turns
+            it on (except in book mode, which keeps the book's arithmetic).
     """
 
     model_type = "scratchgpt"
@@ -96,6 +100,7 @@ class ScratchGPTConfig(PreTrainedConfig):
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+    fused_linear_cross_entropy: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)

@@ -31,6 +31,7 @@ from transformers.modeling_utils import slice_logits_to_keep
 
 from .configuration_scratchgpt import ScratchGPTConfig
 from .layers_scratchgpt import LayerNorm, TransformerBlock, causal_mask
+from .loss_scratchgpt import fused_linear_cross_entropy
 
 
 class ScratchGPTPreTrainedModel(PreTrainedModel):
@@ -216,6 +217,13 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.out_head = value
 
+    def _fuse_loss(self) -> bool:
+        """The fused loss serves training with a plain head (an adapter-wrapped head keeps the plain path)."""
+        head = self.out_head
+        return bool(
+            self.config.fused_linear_cross_entropy and self.training and type(head) is nn.Linear and head.bias is None
+        )
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -234,6 +242,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
 
         `labels` follow the transformers convention: unshifted (`labels = input_ids` works), -100 is
         ignored; the model shifts them. Already-shifted targets (the book's) go in `shift_labels=`.
+        With `config.fused_linear_cross_entropy`, training with targets gives the loss only (`logits` None).
         """
         out = self.transformer(
             input_ids=input_ids,
@@ -247,11 +256,21 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden = slice_logits_to_keep(out.last_hidden_state, logits_to_keep)
-        logits = self.out_head(hidden)  # (b, T, vocab_size)
-        loss = None
-        if kwargs.get("shift_labels") is not None:
-            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss takes a view of it
-        if labels is not None or kwargs.get("shift_labels") is not None:
+        has_targets = labels is not None or kwargs.get("shift_labels") is not None
+        logits = loss = None
+        if has_targets and self._fuse_loss():
+            loss = fused_linear_cross_entropy(
+                hidden,
+                self.out_head.weight,
+                labels,
+                kwargs.get("shift_labels"),
+                kwargs.get("num_items_in_batch"),
+            )
+        else:
+            logits = self.out_head(hidden)  # (b, T, vocab_size)
+        if has_targets and loss is None:
+            if kwargs.get("shift_labels") is not None:
+                kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss takes a view of it
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions

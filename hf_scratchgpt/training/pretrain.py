@@ -86,6 +86,7 @@ def _model_config(cfg: PretrainConfig, tok: Any) -> ScratchGPTConfig:
         "vocab_size": len(tok),
         "tie_word_embeddings": cfg.tie_word_embeddings,
         "init_scheme": cfg.init_scheme,
+        "fused_linear_cross_entropy": not cfg.book_mode,  # book mode keeps the book's arithmetic
         "eos_token_id": tok.eos_token_id,
         "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
         "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
