@@ -11,25 +11,24 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from .configuration_scratchgpt import PRESETS, ScratchGPTConfig
 from .generation import generate_text, generate_text_simple
-from .layers_scratchgpt import (
+from .model import (
     GELU,
+    PRESETS,
     CausalAttention,
     FeedForward,
     LayerNorm,
     MultiHeadAttention,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+    ScratchGPTPreTrainedModel,
     SelfAttention,
     TransformerBlock,
     causal_mask,
     masked_softmax_attention,
     simplified_self_attention,
-)
-from .modeling_scratchgpt import (
-    ScratchGPTForCausalLM,
-    ScratchGPTForSequenceClassification,
-    ScratchGPTModel,
-    ScratchGPTPreTrainedModel,
 )
 
 __version__ = "0.1.0"

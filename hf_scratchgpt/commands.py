@@ -9,9 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from .cards import model_card_fields, render_card
-from .configuration_scratchgpt import ScratchGPTConfig
 from .io_utils import atomic_output_dir, check_output_dir
-from .modeling_scratchgpt import ScratchGPTForCausalLM
+from .model import ScratchGPTConfig, ScratchGPTForCausalLM
 from .tokenization import train_bpe_tokenizer
 
 

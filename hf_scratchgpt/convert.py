@@ -24,8 +24,7 @@ from accelerate import init_empty_weights
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from .configuration_scratchgpt import PRESETS, ScratchGPTConfig
-from .modeling_scratchgpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
+from .model import PRESETS, ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
 from .tokenization import looks_local
 
 logger = logging.getLogger(__name__)

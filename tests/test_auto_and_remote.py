@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,8 +25,11 @@ from hf_scratchgpt import (
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
 )
+from hf_scratchgpt.model import REMOTE_CODE_FILES
 
 from .conftest import tiny_config
+
+MODEL_DIR = Path(hf_scratchgpt.model.__file__).parent
 
 
 @pytest.fixture
@@ -54,15 +58,11 @@ def test_importing_registers_the_auto_classes():
 def test_saved_folder_is_a_complete_remote_code_folder(saved_folder):
     _, folder = saved_folder
     files = set(os.listdir(folder))
-    assert {
-        "config.json",
-        "model.safetensors",
-        "generation_config.json",
-        "configuration_scratchgpt.py",
-        "modeling_scratchgpt.py",
-        "layers_scratchgpt.py",
-        "tokenizer.json",
-    } <= files
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json"} <= files
+    # every file of the remote-code folder hf_scratchgpt/model/, byte for byte
+    assert len(REMOTE_CODE_FILES) == 4 and set(REMOTE_CODE_FILES) <= files
+    for name in REMOTE_CODE_FILES:
+        assert (folder / name).read_bytes() == (MODEL_DIR / name).read_bytes(), name
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hf_scratchgpt import ScratchGPTConfig
-from hf_scratchgpt.configuration_scratchgpt import AUTO_MAP
+from hf_scratchgpt.model import AUTO_MAP
 
 
 def test_book_defaults_are_gpt2_124m():

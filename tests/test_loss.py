@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from hf_scratchgpt import ScratchGPTForCausalLM, loss_scratchgpt
+from hf_scratchgpt import ScratchGPTForCausalLM
 from hf_scratchgpt.lora import replace_linear_with_lora
+from hf_scratchgpt.model import loss_scratchgpt
 
 from .conftest import tiny_config
 

@@ -20,11 +20,10 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, GenerationConfig
 
 from ..cards import model_card_fields, render_card
-from ..configuration_scratchgpt import ScratchGPTConfig
 from ..data.lm import prepare_lm_datasets
 from ..data.sources import load_documents
 from ..io_utils import atomic_output_dir, check_output_dir
-from ..modeling_scratchgpt import ScratchGPTForCausalLM
+from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
 from ..tokenization import load_tokenizer, train_bpe_tokenizer
 from .checkpoint import STATE_FILE, TrainState, find_resume_checkpoint
 from .config import PretrainConfig, resolve_config
