@@ -25,7 +25,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from .model import PRESETS, ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
-from .tokenization import looks_local
+from .paths import is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def _gpt2_source(src: Any, config: GPT2Config | dict | None) -> tuple[Tensors, G
         return Tensors(src, strip="transformer."), g
     folder = Path(src)
     if not folder.exists():
-        if looks_local(str(src)):
+        if not is_hub_id(src):
             raise FileNotFoundError(f"GPT-2 checkpoint not found: {src}")
         from huggingface_hub import snapshot_download  # a Hub id (needs the network)
 

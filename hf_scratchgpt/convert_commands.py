@@ -16,7 +16,7 @@ from .cards import render_card
 from .commands import save_model_folder
 from .convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
 from .io_utils import atomic_output_dir, check_output_dir
-from .tokenization import has_tokenizer_files, load_tokenizer
+from .tokenization import gpt2_tokenizer, has_tokenizer_files, load_tokenizer
 
 
 def _tokenizer(explicit: str | None, src: str | Path | None, vocab_size: int) -> Any:
@@ -26,9 +26,7 @@ def _tokenizer(explicit: str | None, src: str | Path | None, vocab_size: int) ->
     elif src is not None and Path(src).is_dir() and has_tokenizer_files(src):
         tok = load_tokenizer(src)
     else:
-        from .data.book import default_gpt2_tokenizer
-
-        tok = default_gpt2_tokenizer()
+        tok = gpt2_tokenizer()
     if len(tok) > vocab_size:
         raise ValueError(
             f"the tokenizer has {len(tok):,} tokens but the model's vocabulary is {vocab_size:,}; "

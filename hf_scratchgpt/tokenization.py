@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from transformers import GPT2Tokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
+
+from .paths import local_or_hub
 
 EOT = "<|endoftext|>"
 SIMPLE_SPECIAL_TOKENS = ("[BOS]", "[EOS]", "[PAD]", "[UNK]")
@@ -253,36 +255,10 @@ def load_gpt2_tokenizer(vocab_file: str | os.PathLike, merges_file: str | os.Pat
     return GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=1024)
 
 
-__all__ = [
-    "EOT",
-    "DEFAULT_CHAT_TEMPLATE",
-    "SimpleTokenizer",
-    "split_words",
-    "train_bpe_tokenizer",
-    "load_gpt2_tokenizer",
-]
+# ----------------------------------------------------------------------------- the one tokenizer loader
 
-
-def looks_local(spec: str) -> bool:
-    """Whether `spec` names a local path rather than a Hub id ("name" or "org/name")."""
-    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).exists()
-
-
-def load_tokenizer(spec: str | os.PathLike) -> Any:
-    """A tokenizer folder (`tokenizer.json`), GPT-2's files (`encoder.json` + `vocab.bpe`), or a Hub id.
-
-    Raises:
-        FileNotFoundError: A local path that does not exist.
-    """
-    from transformers import AutoTokenizer
-
-    spec = os.fspath(spec)
-    path = Path(spec)
-    if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.bpe").is_file():
-        return load_gpt2_tokenizer(path)
-    if looks_local(spec) and not path.exists():
-        raise FileNotFoundError(f"tokenizer not found: {spec}")
-    return AutoTokenizer.from_pretrained(spec)
+GPT2_DIR_ENV = "SCRATCHGPT_GPT2_TOKENIZER"
+GPT2_HUB_ID = "openai-community/gpt2"
 
 
 def has_tokenizer_files(folder: str | os.PathLike) -> bool:
@@ -290,3 +266,67 @@ def has_tokenizer_files(folder: str | os.PathLike) -> bool:
     path = Path(folder)
     pairs = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
     return (path / "tokenizer.json").is_file() or any((path / a).is_file() and (path / b).is_file() for a, b in pairs)
+
+
+def load_tokenizer(spec: str | os.PathLike) -> Any:
+    """Load a tokenizer from a tokenizer or model folder, GPT-2's own files, or a Hub id.
+
+    A folder with `tokenizer.json` loads as a transformers fast tokenizer without consulting the
+    folder's `config.json` (so a model folder with custom code asks no trust_remote_code question);
+    a folder with `encoder.json` + `vocab.bpe` (or `vocab.json` + `merges.txt`) is GPT-2's.
+
+    Args:
+        spec: A folder, or a Hub id (see `hf_scratchgpt.paths`).
+
+    Raises:
+        FileNotFoundError: A local path that does not exist.
+        ValueError: A folder that holds no tokenizer.
+    """
+    where = local_or_hub(spec, "tokenizer")
+    if isinstance(where, str):
+        try:
+            return AutoTokenizer.from_pretrained(where)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"tokenizer {where!r} is neither a local folder nor reachable on the Hub ({err})"
+            ) from None
+    if not where.is_dir() or not has_tokenizer_files(where):
+        raise ValueError(
+            f"{where} holds no tokenizer (no tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe); "
+            "give a tokenizer folder"
+        )
+    if (where / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(where)
+    return load_gpt2_tokenizer(where)
+
+
+def gpt2_tokenizer() -> Any:
+    """GPT-2's tokenizer: from the folder in `$SCRATCHGPT_GPT2_TOKENIZER` (encoder.json + vocab.bpe),
+    else `openai-community/gpt2` from the Hugging Face cache or Hub.
+
+    Raises:
+        FileNotFoundError: Neither is available (offline with nothing cached).
+    """
+    folder = os.environ.get(GPT2_DIR_ENV)
+    if folder:
+        return load_tokenizer(Path(folder))
+    try:
+        return load_tokenizer(GPT2_HUB_ID)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"GPT-2's tokenizer is not available offline: set ${GPT2_DIR_ENV} to a folder with encoder.json and "
+            f"vocab.bpe (or vocab.json and merges.txt), or pass a tokenizer ({err})"
+        ) from None
+
+
+__all__ = [
+    "EOT",
+    "DEFAULT_CHAT_TEMPLATE",
+    "SimpleTokenizer",
+    "split_words",
+    "train_bpe_tokenizer",
+    "load_gpt2_tokenizer",
+    "load_tokenizer",
+    "gpt2_tokenizer",
+    "has_tokenizer_files",
+]

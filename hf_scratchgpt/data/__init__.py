@@ -8,7 +8,7 @@
 - `instruction`: instruction/chat records, prompt styles, the book's collate, packing.
 """
 
-from .book import GPTDatasetV1, create_dataloader_v1, default_gpt2_tokenizer
+from .book import GPTDatasetV1, create_dataloader_v1
 from .classification import (
     ClassificationCollator,
     balance_by_undersampling,
@@ -43,7 +43,6 @@ from .sources import builtin_corpus_file, load_documents
 __all__ = [
     "GPTDatasetV1",
     "create_dataloader_v1",
-    "default_gpt2_tokenizer",
     "ClassificationCollator",
     "balance_by_undersampling",
     "label_maps",

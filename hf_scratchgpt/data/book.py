@@ -7,40 +7,15 @@ tokenizer or a `SimpleTokenizer` may be passed; `None` means GPT-2's tokenizer.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..tokenization import gpt2_tokenizer
 from .lm import check_window_args, gather_windows, too_short_error
 from .tokenize import encode
-
-GPT2_DIR_ENV = "SCRATCHGPT_GPT2_TOKENIZER"
-
-
-def default_gpt2_tokenizer() -> Any:
-    """GPT-2's tokenizer: from the folder in `$SCRATCHGPT_GPT2_TOKENIZER` (encoder.json + vocab.bpe),
-    else `openai-community/gpt2` from the Hugging Face cache or Hub.
-
-    Raises:
-        OSError: Neither is available (offline with nothing cached).
-    """
-    folder = os.environ.get(GPT2_DIR_ENV)
-    if folder:
-        from ..tokenization import load_gpt2_tokenizer
-
-        return load_gpt2_tokenizer(folder)
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained("openai-community/gpt2")
-    except OSError as err:
-        raise OSError(
-            f"GPT-2's tokenizer is not available offline: set ${GPT2_DIR_ENV} to a folder with encoder.json and "
-            f"vocab.bpe (or vocab.json and merges.txt), or pass a tokenizer ({err})"
-        ) from None
 
 
 class GPTDatasetV1(Dataset):
@@ -89,8 +64,8 @@ def create_dataloader_v1(
         shuffle: Shuffle the windows each epoch.
         drop_last: Drop a last, smaller batch.
         num_workers: DataLoader worker processes.
-        tokenizer: Any tokenizer; None means GPT-2's (see `default_gpt2_tokenizer`).
+        tokenizer: Any tokenizer; None means GPT-2's (see `tokenization.gpt2_tokenizer`).
     """
-    tokenizer = default_gpt2_tokenizer() if tokenizer is None else tokenizer
+    tokenizer = gpt2_tokenizer() if tokenizer is None else tokenizer
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from datasets import Dataset, IterableDataset, load_dataset
 
+from ..paths import is_hub_id
+
 BUILTIN = "builtin"
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "text"}
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
@@ -152,7 +154,7 @@ def load_documents(
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not items:
         raise ValueError("no data sources given")
-    if len(items) == 1 and _looks_like_hub_id(items[0]):
+    if len(items) == 1 and items[0] != BUILTIN and is_hub_id(items[0]):
         ds = load_dataset(os.fspath(items[0]), hub_config, split=hub_split, streaming=streaming)
         return _select_text(ds, text_field, os.fspath(items[0]))
     files = resolve_files(items)
@@ -176,18 +178,6 @@ def load_documents(
     kwargs = {"delimiter": "\t"} if all(p.suffix.lower() == ".tsv" for p in files) else {}
     ds = load_dataset(kind, data_files=data_files, split="train", streaming=streaming, **kwargs)
     return _select_text(ds, text_field, ", ".join(data_files))
-
-
-def _looks_like_hub_id(item: str | os.PathLike) -> bool:
-    text = os.fspath(item)
-    return (
-        not Path(text).exists()
-        and text != BUILTIN
-        and not glob.has_magic(text)
-        and Path(text).suffix.lower() not in SUFFIXES
-        and text.count("/") <= 1
-        and not text.startswith(".")
-    )
 
 
 def _select_text(ds: Dataset | IterableDataset, text_field: str, where: str) -> Dataset | IterableDataset:
