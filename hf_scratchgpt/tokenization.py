@@ -19,21 +19,13 @@ from typing import Any
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
 
 from .paths import local_or_hub
+from .prompts import TEMPLATE_STYLES
+from .prompts import chat_template as style_chat_template
 
 EOT = "<|endoftext|>"
 SIMPLE_SPECIAL_TOKENS = ("[BOS]", "[EOS]", "[PAD]", "[UNK]")
 _SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
 _SPACE_BEFORE_PUNCT = re.compile(r'\s+([,.:;?_!"()\'])')
-
-# Alpaca-style chat template (the book's instruction format, chapter 7), usable by apply_chat_template.
-DEFAULT_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\n\n' }}"
-    "{%- elif message['role'] == 'user' -%}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
-    "{%- else -%}{{ '### Response:\n' + message['content'] + eos_token }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '### Response:\n' }}{%- endif -%}"
-)
 
 
 def split_words(text: str) -> list[str]:
@@ -144,7 +136,7 @@ def train_bpe_tokenizer(
     min_frequency: int = 2,
     model_max_length: int = 1024,
     special_tokens: Iterable[str] = (),
-    chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
+    chat_template: str | None = "alpaca",
 ) -> PreTrainedTokenizerFast:
     """Train a GPT-2 style byte-level BPE tokenizer with the `tokenizers` library.
 
@@ -158,7 +150,8 @@ def train_bpe_tokenizer(
         min_frequency: A pair must occur this often to be merged.
         model_max_length: Recorded in the tokenizer config (the model's context length).
         special_tokens: More special tokens, after `<|endoftext|>`.
-        chat_template: Jinja template for `apply_chat_template` (Alpaca style by default).
+        chat_template: The chat template for `apply_chat_template`: a style of `hf_scratchgpt.prompts`
+            (`"alpaca"`, the book's format, by default; or `"phi3"`), a Jinja template, or None for none.
 
     Returns:
         A `PreTrainedTokenizerFast`; `save_pretrained` it and load it back with `AutoTokenizer`.
@@ -199,7 +192,7 @@ def train_bpe_tokenizer(
         clean_up_tokenization_spaces=False,
     )
     if chat_template is not None:
-        hf_tok.chat_template = chat_template
+        hf_tok.chat_template = style_chat_template(chat_template) if chat_template in TEMPLATE_STYLES else chat_template
     return hf_tok
 
 
@@ -321,7 +314,6 @@ def gpt2_tokenizer() -> Any:
 
 __all__ = [
     "EOT",
-    "DEFAULT_CHAT_TEMPLATE",
     "SimpleTokenizer",
     "split_words",
     "train_bpe_tokenizer",

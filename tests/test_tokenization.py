@@ -139,7 +139,10 @@ class TestTrainedBPE:
         chat = again.apply_chat_template(
             [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
         )
-        assert chat == "### Instruction:\nHi\n\n### Response:\n"
+        assert chat == (  # the book's Alpaca prompt (hf_scratchgpt.prompts), preamble included
+            "Below is an instruction that describes a task. Write a response that appropriately completes the "
+            "request.\n\n### Instruction:\nHi\n\n### Response:\n"
+        )
 
     def test_texts_and_files_give_the_same_tokenizer(self, shared_data):
         path = shared_data / "the-verdict.txt"

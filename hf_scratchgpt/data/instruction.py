@@ -1,8 +1,10 @@
-"""Instruction sets (chapter 7): records, prompt styles, the book's padding collate, packing, splits.
+"""Instruction sets (chapter 7): records, the book's padding collate, packing, splits.
 
 Records are `{"instruction", "input", "output"}` (`input` may be empty) or chat records
 `{"messages": [{"role", "content"}, ...]}`. Prompt styles: `alpaca` (the book's exact text),
-`phi3` (`<|user|>` / `<|assistant|>`) and `chat` (the tokenizer's chat template).
+`phi3` (`<|user|>` / `<|assistant|>`) and `chat` (the tokenizer's chat template); they are defined
+in `hf_scratchgpt.prompts` (`format_input`, `response_prefix`, `render` and `STYLES` are re-exported
+here).
 """
 
 from __future__ import annotations
@@ -17,54 +19,10 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
 
+from ..prompts import STYLES, format_input, render, response_prefix
 from .classification import split_fractions
 from .sources import check_text_file
 from .tokenize import encode_texts
-
-STYLES = ("alpaca", "phi3", "chat")
-ALPACA_PREAMBLE = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-)
-
-
-def format_input(entry: dict, style: str = "alpaca") -> str:
-    """The prompt of a record, up to where the response begins (the book's `format_input`)."""
-    if style == "alpaca":
-        text = f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
-        return text + (f"\n\n### Input:\n{entry['input']}" if entry.get("input") else "")
-    if style == "phi3":
-        return f"<|user|>\n{entry['instruction']}" + (f"\n{entry['input']}" if entry.get("input") else "")
-    raise ValueError(f"prompt style must be one of {STYLES}, got {style!r}")
-
-
-def response_prefix(style: str) -> str:
-    """What separates the prompt from the response in a style."""
-    return {"alpaca": "\n\n### Response:\n", "phi3": "\n<|assistant|>\n"}[style]
-
-
-def record_messages(entry: dict) -> list[dict]:
-    """A record as chat messages (instruction records become one user and one assistant turn)."""
-    if entry.get("messages"):
-        return entry["messages"]
-    user = entry["instruction"] + (f"\n\n{entry['input']}" if entry.get("input") else "")
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": entry["output"]}]
-
-
-def render(entry: dict, style: str, tokenizer: Any = None) -> tuple[str, str]:
-    """`(prompt, full_text)` of a record; `full_text` starts with `prompt` and holds the response."""
-    if style == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("prompt style 'chat' needs a tokenizer with a chat_template")
-        messages = record_messages(entry)
-        if messages[-1]["role"] != "assistant":
-            raise ValueError("a chat record must end with an assistant message")
-        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
-        return prompt, full
-    if entry.get("messages"):
-        raise ValueError(f"chat records need prompt style 'chat', not {style!r}")
-    prompt = format_input(entry, style) + response_prefix(style)
-    return prompt, prompt + entry["output"]
 
 
 def _check_record(record: Any, index: int, where: str) -> None:
@@ -248,3 +206,17 @@ def pack_examples(
         current["position_ids"].extend(range(len(ids)))  # positions restart at each example
     flush()
     return Dataset.from_list(rows)
+
+
+__all__ = [
+    "STYLES",
+    "InstructionCollator",
+    "book_batch",
+    "format_input",
+    "load_instruction_records",
+    "pack_examples",
+    "render",
+    "response_prefix",
+    "split_instructions",
+    "tokenize_instructions",
+]

@@ -43,6 +43,7 @@ def test_phi3_and_chat_template_styles(verdict_tokenizer):
     prompt, full = render(ENTRY, "chat", verdict_tokenizer)
     assert prompt.endswith("### Response:\n") and full.startswith(prompt[: len(prompt) - len("### Response:\n")])
     assert full.endswith(ENTRY["output"] + "<|endoftext|>")
+    assert (prompt, full) == (render(ENTRY, "alpaca")[0], render(ENTRY, "alpaca")[1] + "<|endoftext|>")
     chat = {
         "messages": [
             {"role": "system", "content": "Be brief."},
