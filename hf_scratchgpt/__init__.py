@@ -4,6 +4,8 @@ Importing the package registers `ScratchGPTConfig` and the three model classes w
 `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification`.
 """
 
+from importlib.metadata import version
+
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -31,7 +33,7 @@ from .model import (
     simplified_self_attention,
 )
 
-__version__ = "0.1.0"
+__version__ = version("hf-scratchgpt")
 
 AutoConfig.register(ScratchGPTConfig.model_type, ScratchGPTConfig, exist_ok=True)
 AutoModel.register(ScratchGPTConfig, ScratchGPTModel, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,27 @@ def render_card(template: str, /, **fields: Any) -> str:
     return _template(template).format_map(fields)
 
 
-def model_card_fields(model: nn.Module, path: str | Path, command: str, weights: str, provenance: str) -> dict:
-    """The standard fields of the `model` template for a ScratchGPT model saved at `path`."""
-    from . import __version__
+def standard_fields(model: nn.Module, path: str | Path, command: str) -> dict[str, Any]:
+    """The fields every model card has: name, package version, command, architecture and sizes.
 
+    Sizes are read through transformers' standard config names, so ScratchGPT and GPT-2 configs alike work.
+    """
     cfg = model.config
     return {
         "name": Path(path).name,
-        "package_version": __version__,
+        "package_version": version("hf-scratchgpt"),
         "command": command,
         "architecture": type(model).__name__,
         "num_parameters": f"{model.num_parameters():,}",
-        "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads,
-        "emb_dim": cfg.emb_dim,
-        "context_length": cfg.context_length,
+        "n_layers": cfg.num_hidden_layers,
+        "n_heads": cfg.num_attention_heads,
+        "emb_dim": cfg.hidden_size,
+        "context_length": cfg.max_position_embeddings,
         "vocab_size": cfg.vocab_size,
-        "weights": weights,
         "path": str(path),
-        "provenance": provenance,
     }
+
+
+def model_card(template: str, model: nn.Module, path: str | Path, command: str, **fields: Any) -> str:
+    """Render template `template` for `model` saved at `path`: the standard fields plus `fields`."""
+    return render_card(template, **{**standard_fields(model, path, command), **fields})

@@ -1,115 +1,110 @@
-"""`scratchgpt <verb>`: every verb is a plain typed function; its parser is derived from the signature.
+"""`scratchgpt <verb>`: one mechanism for every verb, grouped by family, and one error handler.
 
-Parameters without a default are positional (`MODEL_DIR`), keyword-only ones are required options
-and the others optional ones (`max_new_tokens` -> `--max-new-tokens`); `bool` options take
-`--flag/--no-flag`, `list[...]` options take several values. Help texts come from the function's Google-style docstring.
+Each verb is a typed function (its options come from the signature, `hf_scratchgpt.options`) or a
+training verb that takes a typed config (`--config RECIPE.yaml` plus `--key value` overrides).
+A usage error or bad input prints one line naming the problem and exits with 2; any other failure
+prints one line and exits with 1; `--debug` (anywhere) shows the traceback instead. Ctrl-C exits
+with 130 after saying what was kept.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import re
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from transformers.utils import logging as hf_logging
 
-def _verbs() -> dict[str, Callable[..., Any]]:
-    from . import commands, convert_commands
-    from .training.pretrain import pretrain
+from .commands import convert_book, convert_gpt2, export_gpt2, generate, init_model, train_tokenizer
+from .options import config_class, function_options, parse_args, resolve_config
+from .training.pretrain import pretrain
 
-    return {
-        "pretrain": pretrain,
-        "train-tokenizer": commands.train_tokenizer,
-        "init-model": commands.init_model,
-        "generate": commands.generate,
-        "convert-gpt2": convert_commands.convert_gpt2,
-        "export-gpt2": convert_commands.export_gpt2,
-        "convert-book": convert_commands.convert_book,
-    }
-
-
-def _arg_docs(fn: Callable[..., Any]) -> dict[str, str]:
-    """Map parameter name -> description from the docstring's `Args:` section."""
-    doc = inspect.getdoc(fn) or ""
-    match = re.search(r"^Args:\n(.*?)(?:^\S|\Z)", doc, flags=re.S | re.M)
-    docs: dict[str, str] = {}
-    if match:
-        for name, text in re.findall(r"^ {4}(\w+)[^:\n]*:\s*(.*?)(?=^ {4}\w+[^:\n]*:|\Z)", match.group(1), re.S | re.M):
-            docs[name] = " ".join(text.split())
-    return docs
+# family -> verb -> function (the `hub` and `evaluate` families arrive with their issues)
+VERBS: dict[str, dict[str, Callable[..., Any]]] = {
+    "model": {"train-tokenizer": train_tokenizer, "init-model": init_model, "generate": generate},
+    "convert": {"convert-gpt2": convert_gpt2, "export-gpt2": export_gpt2, "convert-book": convert_book},
+    "train": {"pretrain": pretrain},
+    "hub": {},
+    "evaluate": {},
+}
+BAD_INPUT = (ValueError, OSError, ImportError)  # UsageError is a ValueError; missing extras are ImportErrors
 
 
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
+def find_verb(name: str) -> Callable[..., Any]:
+    """The function of verb `name`.
+
+    Raises:
+        ValueError: An unknown verb, with the list of known ones.
+    """
+    for verbs in VERBS.values():
+        if name in verbs:
+            return verbs[name]
+    known = ", ".join(v for verbs in VERBS.values() for v in verbs)
+    raise ValueError(f"unknown verb {name!r}; choose one of {known}")
 
 
-def build_parser(fn: Callable[..., Any], prog: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser for `fn`, from its type hints, defaults and docstring."""
-    hints = typing.get_type_hints(fn)
-    docs = _arg_docs(fn)
-    summary = (inspect.getdoc(fn) or "").split("\n\n")[0]
-    parser = argparse.ArgumentParser(prog=prog, description=summary)
-    for name, param in inspect.signature(fn).parameters.items():
-        tp = _unwrap_optional(hints.get(name, str))
-        kwargs: dict[str, Any] = {"help": docs.get(name)}
-        if typing.get_origin(tp) is list:
-            kwargs["type"] = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            kwargs["nargs"] = "+"
-        elif tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = tp
-        required = param.default is inspect.Parameter.empty
-        if required and param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            parser.add_argument(name, metavar=name.upper(), **kwargs)
-            continue
-        if "action" not in kwargs:
-            kwargs["metavar"] = name.upper().replace("_", "-") if "nargs" not in kwargs else "VALUE"
-        if required:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = param.default
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
-    return parser
+def run_verb(name: str, argv: list[str]) -> Any:
+    """Parse `argv` for verb `name` and call it."""
+    fn = find_verb(name)
+    prog = f"scratchgpt {name}"
+    cls = config_class(fn)
+    if cls is not None:
+        return fn(resolve_config(cls, argv, prog=prog, summary=_summary(fn)))
+    _, values = parse_args(prog, _summary(fn), function_options(fn), argv)
+    return fn(**values)
+
+
+def _summary(fn: Callable[..., Any]) -> str:
+    return (inspect.getdoc(fn) or "").split("\n\n")[0]
+
+
+def usage() -> str:
+    """The top-level help: every verb by family."""
+    lines = ["usage: scratchgpt <verb> [options] [--debug]", ""]
+    for family, verbs in VERBS.items():
+        if verbs:
+            lines.append(f"{family}:")
+            lines += [f"  {verb:<18} {_summary(fn).splitlines()[0]}" for verb, fn in verbs.items()]
+    lines += ["", "`scratchgpt <verb> --help` lists a verb's options; training verbs take --config RECIPE.yaml."]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scratchgpt` and `python -m hf_scratchgpt`."""
+    """Entry point of `scratchgpt` and `python -m hf_scratchgpt`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbs = _verbs()
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: scratchgpt <verb> [options]\n\nverbs:")
-        for verb, fn in verbs.items():
-            print(f"  {verb:<18} {(inspect.getdoc(fn) or '').splitlines()[0]}")
-        print("\n`scratchgpt <verb> --help` lists a verb's options.")
+        print(usage())
         return 0 if argv else 2
     verb, rest = argv[0], argv[1:]
-    if verb not in verbs:
-        print(f"scratchgpt: unknown verb {verb!r}; choose one of {', '.join(verbs)}", file=sys.stderr)
-        return 2
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # weight-loading bars are noise on a command line
-    if verb == "pretrain":  # recipe-driven: --config FILE and --key value overrides of PretrainConfig
-        from .training.pretrain import pretrain_cli
-
-        return pretrain_cli(rest)
-    fn = verbs[verb]
-    args = build_parser(fn, prog=f"scratchgpt {verb}").parse_args(rest)
     try:
-        fn(**vars(args))
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, OSError) as err:
-        print(f"scratchgpt {verb}: error: {err}", file=sys.stderr)
+        run_verb(verb, rest)
+    except SystemExit as done:  # --help
+        return int(done.code or 0)
+    except KeyboardInterrupt as stop:
+        if debug:
+            raise
+        print(f"scratchgpt {verb}: {stop or 'interrupted'}", file=sys.stderr)
+        return 130
+    except BAD_INPUT as err:
+        if debug:
+            raise
+        print(f"scratchgpt {verb}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 (the one handler: never a traceback without --debug)
+        if debug:
+            raise
+        where = "(--debug shows where)"
+        print(f"scratchgpt {verb}: error: {type(err).__name__}: {_one_line(err)} {where}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """CLI verbs: importable functions, `scratchgpt` and `python -m hf_scratchgpt`, clear errors, atomic output."""
 
+import inspect
 import json
 import os
 import shutil
@@ -12,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_scratchgpt import commands
-from hf_scratchgpt.cli import build_parser, main
+from hf_scratchgpt.cli import main
+from hf_scratchgpt.options import UsageError, build_parser, function_options, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -75,29 +77,30 @@ def test_console_script_and_module_entry_point(model_dir):
 
 
 def test_parser_is_derived_from_the_signature():
-    parser = build_parser(commands.generate)
-    args = parser.parse_args(["DIR", "--prompt", "x", "--top-k", "5", "--temperature", "0.7"])
-    assert vars(args) == {
-        "model_dir": "DIR",
-        "prompt": "x",
+    options = function_options(commands.generate)
+    _, given = parse_args("generate", "", options, ["DIR", "--prompt", "x", "--top-k", "5", "--temperature", "0.7"])
+    assert given == {"model_dir": "DIR", "prompt": "x", "top_k": 5, "temperature": 0.7}  # the rest: the defaults
+    assert {o.name: o.default for o in options if not o.positional} == {
+        "prompt": inspect.Parameter.empty,
         "max_new_tokens": 50,
-        "temperature": 0.7,
-        "top_k": 5,
+        "temperature": 0.0,
+        "top_k": None,
         "top_p": None,
         "num_beams": 1,
         "seed": 123,
+        "tokenizer": None,
     }
-    with pytest.raises(SystemExit):
-        parser.parse_args(["DIR"])  # --prompt is required
-    help_text = parser.format_help()
+    with pytest.raises(UsageError, match="required: --prompt"):
+        parse_args("generate", "", options, ["DIR"])  # --prompt is required
+    help_text = build_parser("generate", "", options, recipe=False).format_help()
     assert "--max-new-tokens" in help_text and "Most tokens to generate." in help_text
 
 
 def test_errors_are_clear_and_exit_nonzero(tmp_path, capsys, model_dir):
     assert main(["nope"]) == 2
     assert "unknown verb 'nope'" in capsys.readouterr().err
-    assert main(["generate", str(tmp_path / "missing"), "--prompt", "x"]) == 1
-    assert "is not a model folder" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "missing"), "--prompt", "x"]) == 2
+    assert "model not found" in capsys.readouterr().err
     assert (
         main(
             [
@@ -110,12 +113,12 @@ def test_errors_are_clear_and_exit_nonzero(tmp_path, capsys, model_dir):
                 str(tmp_path / "t"),
             ]
         )
-        == 1
+        == 2
     )
     assert "none.txt" in capsys.readouterr().err and not (tmp_path / "t").exists()
-    assert main(["init-model", "--out", str(model_dir), "--preset", "tiny"]) == 1
+    assert main(["init-model", "--out", str(model_dir), "--preset", "tiny"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["init-model", "--out", str(tmp_path / "m"), "--preset", "gpt9"]) == 1
+    assert main(["init-model", "--out", str(tmp_path / "m"), "--preset", "gpt9"]) == 2
     assert "unknown preset 'gpt9'" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 

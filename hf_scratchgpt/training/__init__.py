@@ -1,21 +1,37 @@
-"""Stage 6: one accelerate training loop (`loop`), pretraining (`pretrain`), checkpoints and metrics."""
+"""Stage 6 and every later training task: one shared run on accelerate, and small task modules.
+
+- `config`: `TrainConfig`, the options every training verb shares, and resuming a saved run.
+- `task`: what a task supplies (`Task`, `TaskSetup`).
+- `run`: the shared run (folder, accelerator, loaders, optimizer, schedule, checkpoints, final folder).
+- `loop`: the training loop and exact evaluation; `checkpoint`, `tracking`: its state and metrics.
+- `pretrain`: the causal-LM task and `scratchgpt pretrain`.
+"""
 
 from .checkpoint import TrainState, find_resume_checkpoint, save_checkpoint
-from .config import PretrainConfig, resolve_config
-from .loop import LoopSettings, causal_lm_loss, evaluate, lr_lambda, param_groups, train
-from .pretrain import pretrain
+from .config import TrainConfig
+from .loop import LoopParts, LoopSettings, evaluate, lr_lambda, param_groups, train
+from .pretrain import CausalLMTask, PretrainConfig, causal_lm_loss, causal_lm_stats, pretrain
+from .run import RunInterrupted, run_training
+from .task import Task, TaskSetup
 
 __all__ = [
     "TrainState",
     "find_resume_checkpoint",
     "save_checkpoint",
-    "PretrainConfig",
-    "resolve_config",
+    "TrainConfig",
+    "LoopParts",
     "LoopSettings",
-    "causal_lm_loss",
     "evaluate",
     "lr_lambda",
     "param_groups",
     "train",
+    "CausalLMTask",
+    "PretrainConfig",
+    "causal_lm_loss",
+    "causal_lm_stats",
     "pretrain",
+    "RunInterrupted",
+    "run_training",
+    "Task",
+    "TaskSetup",
 ]

@@ -1,7 +1,7 @@
 """Checkpoints: a normal Hugging Face folder plus the accelerate state, written atomically.
 
 Layout: `OUT/checkpoints/step-000100/` holds config.json, model.safetensors, tokenizer files,
-generation_config.json, README.md, `trainer_state.json` (step, epoch, batch position, tokens seen)
+generation_config.json, `trainer_state.json` (step, epoch, batch position, tokens seen, early stopping)
 and `accelerate/` (optimizer, scheduler, RNG states of every process). It is written under a
 `.partial` name and renamed when complete, so a crash never leaves a checkpoint that looks complete.
 """
@@ -24,12 +24,15 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 @dataclass
 class TrainState:
-    """Where a run is: optimizer steps done, epoch, micro-batches done in it, tokens seen."""
+    """Where a run is: optimizer steps done, epoch, micro-batches done in it, tokens seen, early-stopping record."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     tokens_seen: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

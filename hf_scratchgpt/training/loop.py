@@ -1,10 +1,10 @@
-"""One training loop on accelerate, for pretraining and fine-tuning alike.
+"""The training loop on accelerate, the same for every task.
 
-A task plugs in through a small batch -> loss adapter: `LossFn` gives a batch's mean training loss
-and its number of targets; `StatsFn` gives per-sequence loss sums and target counts, from which
-evaluation computes an exact token-weighted loss across processes. The loop
-does gradient accumulation, clipping, mixed precision (accelerate), linear warmup + cosine decay,
-periodic evaluation/samples/logging, atomic checkpoints and exact mid-epoch resume.
+A task plugs in through `Task.loss` (a batch's mean loss and its item count) and `Task.stats`
+(per-example sums, from which evaluation computes exact metrics across processes). The loop does
+gradient accumulation, clipping, mixed precision (accelerate), the learning-rate schedule,
+periodic evaluation/samples/logging, early stopping, atomic checkpoints, exact mid-epoch resume and
+a clean stop on request (Ctrl-C: a checkpoint at the next optimizer step).
 """
 
 from __future__ import annotations
@@ -17,39 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import TrainState, save_checkpoint
-
-LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
-StatsFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _next_token_targets(batch: dict) -> torch.Tensor:
-    """`(b, T-1)` targets of unshifted `labels`, or `(b, T)` of the book's pre-shifted `shift_labels`."""
-    return batch["shift_labels"] if "shift_labels" in batch else batch["labels"][:, 1:]
-
-
-def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token loss of a causal LM batch and its target count.
-
-    The batch carries `labels` (transformers' convention: unshifted, -100 ignored) or the book's
-    already-shifted `shift_labels`; the model takes either.
-    """
-    out = model(**batch)
-    return out.loss, (_next_token_targets(batch) != -100).sum()
-
-
-def causal_lm_stats(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence: summed next-token loss and number of targets, both `(b,)` (for exact evaluation)."""
-    targets = _next_token_targets(batch)
-    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}).logits
-    logits = logits[:, : targets.shape[1]].float()  # position t predicts target t
-    losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    return losses.sum(1), (targets != -100).sum(1)
+from .task import Task
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
@@ -80,23 +53,22 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: 
 
 
 @torch.no_grad()
-def evaluate(acc: Accelerator, model: nn.Module, loader: Any, stats_fn: StatsFn, max_batches: int | None) -> float:
-    """Token-weighted mean loss over (the first `max_batches` of) `loader`, over all processes.
+def evaluate(acc: Accelerator, model: nn.Module, loader: Any, task: Task, max_batches: int | None) -> dict[str, float]:
+    """The task's metrics over (the first `max_batches` of) `loader`, over all processes.
 
-    Per-sequence sums are gathered with `gather_for_metrics`, which drops the samples accelerate
-    repeats to even out the last batch, so N processes give the number one process gives.
+    Per-example sums are gathered with `gather_for_metrics`, which drops the samples accelerate
+    repeats to even out the last batch, so N processes give the numbers one process gives.
     """
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    totals: dict[str, float] = {}
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        sums, counts = acc.gather_for_metrics(stats_fn(model, batch))
-        total += sums.double().sum().item()
-        count += int(counts.sum().item())
+        for name, values in acc.gather_for_metrics(task.stats(model, batch)).items():
+            totals[name] = totals.get(name, 0.0) + values.double().sum().item()
     model.train(was_training)
-    return total / count if count else float("nan")
+    return task.metrics(totals)
 
 
 @dataclass
@@ -112,25 +84,61 @@ class LoopSettings:
     eval_batches: int | None = None
     save_every: int | None = None
     keep_last: int = 2
+    early_stopping_patience: int | None = None
+    early_stopping_metric: str = "val_loss"
+    early_stopping_mode: str = "min"
 
 
-def train(
-    acc: Accelerator,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    train_loader: Any,
-    eval_loaders: dict[str, Any],
-    settings: LoopSettings,
-    state: TrainState,
-    checkpoint_root: Path,
-    write_folder: Callable[[Path], None],
-    loss_fn: LossFn = causal_lm_loss,
-    stats_fn: StatsFn = causal_lm_stats,
-    sample_fn: Callable[[nn.Module], str] | None = None,
-    print_fn: Callable[[str], None] = print,
-) -> dict[str, float]:
-    """Run until `settings.max_steps` optimizer steps; returns the last evaluation's metrics."""
+@dataclass
+class LoopParts:
+    """The prepared objects the loop drives, and the run's callbacks.
+
+    Attributes:
+        acc: The accelerator the objects were prepared with.
+        model: The (wrapped) model.
+        optimizer: Its optimizer.
+        scheduler: The learning-rate scheduler, stepped once per optimizer step.
+        train_loader: The training loader.
+        eval_loaders: Named evaluation loaders ("train", "val", ...).
+        checkpoint_root: Where `step-N/` checkpoints go.
+        write_folder: Writes the model folder (model, tokenizer) into a checkpoint folder.
+        save_best: Called on the main process with (step, value) when early stopping sees a new best.
+        stop_requested: Whether the user asked to stop (checked after each optimizer step).
+        print_fn: Where progress lines go.
+    """
+
+    acc: Accelerator
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_loader: Any
+    eval_loaders: dict[str, Any]
+    checkpoint_root: Path
+    write_folder: Callable[[Path], None]
+    save_best: Callable[[int, float], None] | None = None
+    stop_requested: Callable[[], bool] = lambda: False
+    print_fn: Callable[[str], None] = print
+
+
+class StopRequested(Exception):
+    """The run stopped at the user's request after saving a checkpoint at `step`."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def train(parts: LoopParts, task: Task, settings: LoopSettings, state: TrainState) -> dict[str, Any]:
+    """Run until `settings.max_steps` optimizer steps (or early stopping); returns the last evaluation's metrics.
+
+    Raises:
+        StopRequested: `parts.stop_requested()` turned true; a checkpoint of the last step was saved.
+    """
+    acc, model, p = parts.acc, parts.model, parts
     model.train()
     bar = tqdm(
         total=settings.max_steps,
@@ -142,27 +150,25 @@ def train(
     running = torch.zeros(2, dtype=torch.float64, device=acc.device)
     rank_batches = torch.zeros(acc.num_processes, dtype=torch.long, device=acc.device)
     last_time, last_tokens = time.perf_counter(), state.tokens_seen
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
 
-    def log_eval() -> dict[str, float]:
+    def log_eval() -> dict[str, Any]:
         nonlocal running, last_time, last_tokens
-        values: dict[str, Any] = {
-            "epoch": state.epoch,
-            "tokens_seen": state.tokens_seen,
-            "lr": scheduler.get_last_lr()[0],
-        }
+        values: dict[str, Any] = {"epoch": state.epoch, "tokens_seen": state.tokens_seen}
+        values["lr"] = p.scheduler.get_last_lr()[0]
         done = acc.reduce(running.clone(), reduction="sum")
         if done[1] > 0:
             values["train_running_loss"] = (done[0] / done[1]).item()
-        for name, loader in eval_loaders.items():
-            loss = evaluate(acc, model, loader, stats_fn, settings.eval_batches)
-            values[f"{name}_loss"] = loss
-            values[f"{name}_perplexity"] = math.exp(min(loss, 50.0))
+        for name, loader in p.eval_loaders.items():
+            for key, value in evaluate(acc, model, loader, task, settings.eval_batches).items():
+                values[f"{name}_{key}"] = value
         now = time.perf_counter()
         values["tokens_per_second"] = (state.tokens_seen - last_tokens) / max(now - last_time, 1e-9)
         values["ranks_batches"] = acc.reduce(rank_batches.clone(), reduction="sum").tolist()
-        if sample_fn is not None and acc.is_main_process:
-            values["sample"] = sample_fn(acc.unwrap_model(model))
+        if acc.is_main_process:
+            sample = task.sample(acc.unwrap_model(model))
+            if sample is not None:
+                values["sample"] = sample
         acc.log(values, step=state.step)
         shown = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -170,7 +176,7 @@ def train(
             if k not in ("sample", "ranks_batches", "lr")
         )
         if acc.is_main_process:
-            say = print_fn if bar.disable or print_fn is not print else tqdm.write  # keep lines off the bar
+            say = p.print_fn if bar.disable or p.print_fn is not print else tqdm.write  # keep lines off the bar
             say(f"step {state.step}: {shown}")
             if "sample" in values:
                 say(f"  sample: {values['sample']!r}")
@@ -178,41 +184,78 @@ def train(
         last_time, last_tokens = time.perf_counter(), state.tokens_seen
         return values
 
-    while state.step < settings.max_steps and state.epoch < settings.epochs:
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(state.epoch)
-        loader = acc.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
+    def patience_exhausted(values: dict[str, Any]) -> bool:
+        """Early stopping bookkeeping after an evaluation; True when the run should stop."""
+        if settings.early_stopping_patience is None:
+            return False
+        name = settings.early_stopping_metric
+        if name not in values:
+            raise ValueError(f"early_stopping_metric {name!r} is not logged; logged metrics: {sorted(values)}")
+        if _improved(values[name], state.best_metric, settings.early_stopping_mode):
+            state.best_metric, state.best_step, state.evals_without_improvement = values[name], state.step, 0
+            if p.save_best is not None and acc.is_main_process:
+                p.save_best(state.step, values[name])
+            acc.wait_for_everyone()
+            return False
+        state.evals_without_improvement += 1
+        if state.evals_without_improvement < settings.early_stopping_patience:
+            return False
+        if acc.is_main_process:
+            p.print_fn(
+                f"early stopping at step {state.step}: {name} has not improved for {state.evals_without_improvement} "
+                f"evaluations (best {state.best_metric:.4f} at step {state.best_step})"
+            )
+        return True
+
+    stop = False
+    while state.step < settings.max_steps and state.epoch < settings.epochs and not stop:
+        if hasattr(p.train_loader, "set_epoch"):
+            p.train_loader.set_epoch(state.epoch)
+        loader = (
+            acc.skip_first_batches(p.train_loader, state.batch_in_epoch) if state.batch_in_epoch else p.train_loader
+        )
         for batch in loader:
             with acc.accumulate(model):
-                loss, n = loss_fn(model, batch)
+                loss, n = task.loss(model, batch)
                 acc.backward(loss)
                 if acc.sync_gradients and settings.clip_grad is not None:
                     acc.clip_grad_norm_(model.parameters(), settings.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad()
+                p.optimizer.step()
+                p.optimizer.zero_grad()
             running += torch.stack([loss.detach().double() * n, n.double()])
             rank_batches[acc.process_index] += 1
             state.batch_in_epoch += 1
             state.tokens_seen += int(batch["input_ids"].numel()) * acc.num_processes
             if not acc.sync_gradients:
                 continue
-            scheduler.step()
+            p.scheduler.step()
             state.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             due = (state.step - settings.eval_offset) % settings.eval_every == 0
             if due or state.step == settings.max_steps:
                 metrics = log_eval()
-            if settings.save_every and (state.step % settings.save_every == 0 or state.step == settings.max_steps):
-                save_checkpoint(acc, checkpoint_root, state, write_folder, settings.keep_last)
-            if state.step >= settings.max_steps:
+                stop = patience_exhausted(metrics)
+            periodic = bool(settings.save_every) and state.step % settings.save_every == 0
+            requested = _agreed(acc, p.stop_requested())
+            if periodic or state.step == settings.max_steps or stop or requested:
+                path = save_checkpoint(acc, p.checkpoint_root, state, p.write_folder, settings.keep_last)
+            if requested:
+                bar.close()
+                raise StopRequested(state.step, path)
+            if state.step >= settings.max_steps or stop:
                 break
         else:
             state.epoch += 1
             state.batch_in_epoch = 0
-            continue
-        break
     bar.close()
     if not metrics or metrics.get("tokens_seen") != state.tokens_seen:
         metrics = log_eval()
     return metrics
+
+
+def _agreed(acc: Accelerator, flag: bool) -> bool:
+    """True on every process when it is true on any (one all-reduce, only with several processes)."""
+    if acc.num_processes == 1:
+        return flag
+    return bool(acc.reduce(torch.tensor([int(flag)], device=acc.device), reduction="sum").item())

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.tracking import GeneralTracker, on_main_process
+from matplotlib.figure import Figure
 
 
 class JSONLTracker(GeneralTracker):
@@ -53,19 +54,26 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
-def plot_losses(metrics_path: str | Path, out_png: str | Path) -> Path | None:
-    """Train/validation loss and perplexity against steps and tokens seen; None without matplotlib."""
-    try:
-        import matplotlib
+def truncate_metrics(path: str | Path, step: int) -> None:
+    """Drop the records logged after `step` (a resumed run logs those steps again), atomically."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [line for line in lines if (json.loads(line).get("step") or 0) <= step]
+    if len(keep) < len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        tmp.replace(path)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+
+def plot_losses(metrics_path: str | Path, out_png: str | Path) -> Path | None:
+    """Train/validation loss and perplexity against optimizer steps (and tokens seen); None if nothing was logged."""
     evals = [r for r in read_metrics(metrics_path) if "val_loss" in r or "train_loss" in r]
     if not evals:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))  # no pyplot: no GUI backend, nothing global
+    axes = fig.subplots(1, 2)
     steps = [r["step"] for r in evals]
     for key, style in (("train_loss", "-"), ("val_loss", "--")):
         points = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
@@ -92,5 +100,4 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path) -> Path | None:
         top.set_xlabel("tokens seen")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return Path(out_png)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_scratchgpt.training.config import PretrainConfig, load_recipe, parse_overrides, resolve_config
+from hf_scratchgpt.options import config_options, load_recipe, parse_args, resolve_config
+from hf_scratchgpt.training.pretrain import PretrainConfig
 
 from ..conftest import REPO
 
@@ -46,7 +47,7 @@ def test_overrides_are_typed():
     [
         (["--learning-rate", "1"], r"unknown option --learning-rate; valid options: .*--lr"),
         (["--lr", "abc"], r"lr: expected float, got 'abc'"),
-        (["--max-steps", "2.5"], r"max_steps: expected int"),
+        (["--max-steps", "2.5"], r"--max-steps: expected int"),
         (["--batch-size", "0"], r"batch_size must be > 0"),
         (["--mixed-precision", "fp8"], r"mixed_precision must be one of"),
         (["--seed"], r"--seed needs a value"),
@@ -62,8 +63,10 @@ def test_bad_options_are_named(argv, message):
 def test_recipe_then_overrides(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("lr: 0.01\nbatch_size: 4\n")
-    config, overrides = parse_overrides(PretrainConfig, ["--config", str(recipe), "--batch-size", "8"])
-    assert config == str(recipe) and overrides == {"batch_size": "8"}
+    config, overrides = parse_args(
+        "pretrain", "", config_options(PretrainConfig), ["--config", str(recipe), "--batch-size", "8"], recipe=True
+    )
+    assert config == str(recipe) and overrides == {"batch_size": 8}
     cfg = resolve_config(PretrainConfig, ["--config", str(recipe), "--batch-size", "8"])
     assert cfg.lr == 0.01 and cfg.batch_size == 8
     recipe.write_text("lr: 0.01\nlearning_rate: 3\n")

@@ -7,7 +7,8 @@ from accelerate import Accelerator
 
 from hf_scratchgpt import ScratchGPTForCausalLM
 from hf_scratchgpt.training.checkpoint import STATE_FILE, complete_checkpoints, find_resume_checkpoint
-from hf_scratchgpt.training.loop import causal_lm_loss, causal_lm_stats, evaluate, lr_lambda, param_groups
+from hf_scratchgpt.training.loop import evaluate, lr_lambda, param_groups
+from hf_scratchgpt.training.pretrain import CausalLMTask, PretrainConfig, causal_lm_loss, causal_lm_stats
 
 from ..conftest import tiny_config
 
@@ -44,11 +45,12 @@ def test_loss_and_stats_take_the_books_shifted_targets():
     loss, n = causal_lm_loss(model, book)
     expected = F.cross_entropy(model(input_ids=window[:, :-1]).logits.flatten(0, 1), window[:, 1:].flatten())
     assert n.item() == 20 and torch.equal(loss, expected)
-    sums, counts = causal_lm_stats(model, book)
+    stats = causal_lm_stats(model, book)
+    sums, counts = stats["loss_sum"], stats["targets"]
     assert counts.tolist() == [10, 10] and (sums.sum() / 20).item() == pytest.approx(expected.item(), rel=1e-6)
     # the same window in transformers' convention has one target fewer
     hf = {"input_ids": window[:, :-1], "labels": window[:, :-1]}
-    assert causal_lm_loss(model, hf)[1].item() == 18 and causal_lm_stats(model, hf)[1].tolist() == [9, 9]
+    assert causal_lm_loss(model, hf)[1].item() == 18 and causal_lm_stats(model, hf)["targets"].tolist() == [9, 9]
 
 
 def test_evaluation_weights_batches_by_tokens():
@@ -62,11 +64,14 @@ def test_evaluation_weights_batches_by_tokens():
     la, na = causal_lm_loss(model, a)
     lb, nb = causal_lm_loss(model, b)
     assert (na.item(), nb.item()) == (18, 4)
-    sums, counts = causal_lm_stats(model, b)
+    stats = causal_lm_stats(model, b)
+    sums, counts = stats["loss_sum"], stats["targets"]
     assert counts.tolist() == [2, 2] and sums.sum().item() == pytest.approx((lb * nb).item(), rel=1e-5)
-    weighted = evaluate(Accelerator(cpu=True), model, [a, b], causal_lm_stats, None)
+    metrics = evaluate(Accelerator(cpu=True), model, [a, b], CausalLMTask(PretrainConfig()), None)
+    weighted = metrics["loss"]
     assert weighted == pytest.approx(((la * na + lb * nb) / (na + nb)).item(), rel=1e-6)
     assert weighted != pytest.approx(((la + lb) / 2).item(), rel=1e-3)
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(weighted).exp().item(), rel=1e-6)
 
 
 def test_resume_finds_only_complete_checkpoints(tmp_path):
@@ -90,14 +95,11 @@ def test_resume_finds_only_complete_checkpoints(tmp_path):
 
 def test_the_loop_equals_a_plain_pytorch_loop(tmp_path):
     """Same model, data order and optimizer: accelerate's loop changes nothing in the arithmetic."""
-    from accelerate.state import AcceleratorState, GradientState
     from torch.utils.data import DataLoader
 
     from hf_scratchgpt.training.checkpoint import TrainState
-    from hf_scratchgpt.training.loop import LoopSettings, train
+    from hf_scratchgpt.training.loop import LoopParts, LoopSettings, train
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
     torch.manual_seed(0)
     rows = [{"input_ids": torch.randint(0, 97, (16,))} for _ in range(12)]
     for r in rows:
@@ -121,20 +123,13 @@ def test_the_loop_equals_a_plain_pytorch_loop(tmp_path):
     sched = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
     loader = DataLoader(rows, batch_size=3, shuffle=False)
     model, opt2, loader, sched = acc.prepare(model, opt2, loader, sched)
-    train(
-        acc,
-        model,
-        opt2,
-        sched,
-        loader,
-        {},
-        LoopSettings(max_steps=4, epochs=1, clip_grad=None, eval_every=100),
-        TrainState(),
-        tmp_path / "ckpt",
-        lambda path: None,
-        print_fn=lambda s: None,
-    )
+
+    class NoSample(CausalLMTask):  # the arithmetic only: no tokenizer, no sample
+        def sample(self, model):
+            return None
+
+    parts = LoopParts(acc, model, opt2, sched, loader, {}, tmp_path / "ckpt", lambda path: None, print_fn=print)
+    settings = LoopSettings(max_steps=4, epochs=1, clip_grad=None, eval_every=100)
+    train(parts, NoSample(PretrainConfig()), settings, TrainState())
     for (name, a), b in zip(plain.state_dict().items(), acc.unwrap_model(model).state_dict().values()):
         assert torch.equal(a, b), name
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()

@@ -1,4 +1,4 @@
-"""The stage-1/5 CLI verbs as importable functions: train a tokenizer, make a model, generate text."""
+"""The `model` family of verbs: train a tokenizer, make a model, generate text (stages 1 and 5)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoModelForCausalLM
 
-from .cards import model_card_fields, render_card
-from .io_utils import atomic_output_dir, check_output_dir
-from .model import ScratchGPTConfig, ScratchGPTForCausalLM
-from .tokenization import train_bpe_tokenizer
+from ..folders import atomic_output_dir, check_output_dir, write_model_folder
+from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
+from ..paths import local_or_hub
+from ..tokenization import load_tokenizer, train_bpe_tokenizer
 
 
 def train_tokenizer(
@@ -50,25 +50,6 @@ def train_tokenizer(
     return Path(out)
 
 
-def save_model_folder(
-    model: ScratchGPTForCausalLM,
-    tokenizer,
-    out: str | Path,
-    command: str,
-    weights: str,
-    provenance: str,
-    overwrite: bool = False,
-) -> Path:
-    """Write a complete Hugging Face folder (config, safetensors, generation config, tokenizer, card), atomically."""
-    with atomic_output_dir(out, overwrite) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        card = render_card("model", **model_card_fields(model, out, command, weights, provenance))
-        (tmp / "README.md").write_text(card, encoding="utf-8")
-    return Path(out)
-
-
 def init_model(
     *,
     out: str,
@@ -85,8 +66,8 @@ def init_model(
     Args:
         out: Folder to write.
         preset: Model size: tiny, gpt2-small, gpt2-medium, gpt2-large or gpt2-xl.
-        tokenizer: Tokenizer folder to bundle; its size sets the vocabulary and its
-            `<|endoftext|>` the eos/pad ids.
+        tokenizer: Tokenizer to bundle (a folder, GPT-2's encoder.json + vocab.bpe folder, or a Hub id); its
+            size sets the vocabulary and its `<|endoftext|>` the eos/pad ids.
         context_length: Override the preset's context length.
         seed: Random seed of the initialisation.
         init_scheme: gpt2 (normal 0.02) or book (PyTorch defaults, as the book).
@@ -102,24 +83,26 @@ def init_model(
         overrides["context_length"] = context_length
     tok = None
     if tokenizer is not None:
-        tok = AutoTokenizer.from_pretrained(tokenizer)
+        tok = load_tokenizer(tokenizer)
         overrides.update(
             vocab_size=len(tok),
             eos_token_id=tok.eos_token_id,
             bos_token_id=tok.bos_token_id,
-            pad_token_id=tok.pad_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         )
     config = ScratchGPTConfig.from_preset(preset, **overrides)
     torch.manual_seed(seed)
     model = ScratchGPTForCausalLM(config)
-    model.generation_config = GenerationConfig.from_model_config(config)
-    save_model_folder(
+    write_model_folder(
+        out,
         model,
         tok,
-        out,
         command="init-model",
-        weights=f"random ({init_scheme} init, seed {seed})",
-        provenance=f"Preset `{preset}`, not trained.",
+        card_fields={
+            "weights": f"random ({init_scheme} init, seed {seed})",
+            "provenance": f"Preset `{preset}`, not trained."
+            + ("" if tok is not None else " No tokenizer: give one with `--tokenizer` where text is needed."),
+        },
         overwrite=overwrite,
     )
     print(f"wrote a {preset} ScratchGPT ({model.num_parameters():,} parameters) -> {out}")
@@ -136,55 +119,63 @@ def generate(
     top_p: float | None = None,
     num_beams: int = 1,
     seed: int = 123,
+    tokenizer: str | None = None,
 ) -> str:
     """Continue a prompt with a saved model (greedy unless a temperature is given).
 
     Args:
         model_dir: Folder with the model and its tokenizer (or a Hub id when online).
-        prompt: Text to continue.
+        prompt: Text to continue; an empty prompt starts from the tokenizer's beginning-of-text token.
         max_new_tokens: Most tokens to generate.
         temperature: 0 is greedy; above 0 samples.
         top_k: Sample only among the k most likely tokens.
         top_p: Sample only among the smallest set of tokens whose probability reaches p.
         num_beams: Beam search width (1: no beam search).
         seed: Random seed for sampling.
+        tokenizer: Tokenizer to use instead of the model folder's own.
 
     Returns:
         The generated continuation (also printed).
     """
-    path = Path(model_dir)
-    if not (path / "config.json").is_file() and (path.exists() or model_dir.startswith((".", "/"))):
+    where = local_or_hub(model_dir, "model")
+    if isinstance(where, Path) and not (where / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    torch.manual_seed(seed)
-    inputs = tok(prompt, return_tensors="pt")
+        raise ValueError(f"--temperature must be >= 0, got {temperature}")
+    if max_new_tokens <= 0:
+        raise ValueError(f"--max-new-tokens must be > 0, got {max_new_tokens}")
+    tok = load_tokenizer(tokenizer if tokenizer is not None else where)
+    model = AutoModelForCausalLM.from_pretrained(where).eval()
+    ids = tok(prompt, return_tensors="pt")["input_ids"] if prompt else _start_ids(tok)
+    context = model.config.max_position_embeddings
+    limit = context - ids.shape[1]
+    if limit <= 0:
+        raise ValueError(f"the prompt has {ids.shape[1]} tokens, more than the model's context_length {context}")
+    if max_new_tokens > limit:
+        print(f"note: generating {limit} tokens, the room left in the context of {context}", file=sys.stderr)
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
         if temperature > 0
         else {"do_sample": False}
     )
-    limit = model.config.max_position_embeddings - inputs["input_ids"].shape[1]
-    if limit <= 0:
-        raise ValueError(
-            f"the prompt has {inputs['input_ids'].shape[1]} tokens, "
-            f"more than the model's context_length {model.config.max_position_embeddings}"
-        )
-    if max_new_tokens > limit:
-        print(
-            f"note: generating {limit} tokens, the room left in the context of {model.config.max_position_embeddings}",
-            file=sys.stderr,
-        )
+    torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(
-            **inputs,
+            ids,
+            attention_mask=torch.ones_like(ids),
             max_new_tokens=min(max_new_tokens, limit),
             num_beams=num_beams,
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
             **sampling,
         )
-    text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     print(prompt + text)
     return text
+
+
+def _start_ids(tok) -> torch.Tensor:
+    """`(1, 1)`: the beginning-of-text token an empty prompt starts from (GPT-2: `<|endoftext|>`)."""
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if start is None:
+        raise ValueError("--prompt is empty and the tokenizer has no beginning- or end-of-text token to start from")
+    return torch.tensor([[start]])

@@ -1,4 +1,4 @@
-"""The conversion verbs: `scratchgpt convert-gpt2`, `export-gpt2` and `convert-book`.
+"""The `convert` family of verbs: `scratchgpt convert-gpt2`, `export-gpt2` and `convert-book`.
 
 Each reads and checks everything before it writes, and writes its folder atomically, so a bad input
 leaves nothing in OUT.
@@ -10,13 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, GenerationConfig
-
-from .cards import render_card
-from .commands import save_model_folder
-from .convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
-from .io_utils import atomic_output_dir, check_output_dir
-from .tokenization import gpt2_tokenizer, has_tokenizer_files, load_tokenizer
+from ..convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
+from ..folders import check_output_dir, write_model_folder
+from ..tokenization import gpt2_tokenizer, has_tokenizer_files, load_tokenizer
 
 
 def _tokenizer(explicit: str | None, src: str | Path | None, vocab_size: int) -> Any:
@@ -50,15 +46,16 @@ def convert_gpt2(src: str, out: str, tokenizer: str | None = None, overwrite: bo
     check_output_dir(out, overwrite)
     model = gpt2_to_scratchgpt(src)
     tok = _tokenizer(tokenizer, src, model.config.vocab_size)
-    model.generation_config = GenerationConfig.from_model_config(model.config)
-    save_model_folder(
+    write_model_folder(
+        out,
         model,
         tok,
-        out,
         command="convert-gpt2",
-        weights=f"converted from GPT-2 `{src}`",
-        provenance=f"Weights of the transformers GPT-2 checkpoint `{src}`: `c_attn` split into "
-        "W_query/W_key/W_value and every Conv1D weight transposed; nothing trained.",
+        card_fields={
+            "weights": f"converted from GPT-2 `{src}`",
+            "provenance": f"Weights of the transformers GPT-2 checkpoint `{src}`: `c_attn` split into "
+            "W_query/W_key/W_value and every Conv1D weight transposed; nothing trained.",
+        },
         overwrite=overwrite,
     )
     print(f"converted GPT-2 {src} ({model.num_parameters():,} parameters) -> {out}")
@@ -78,27 +75,10 @@ def export_gpt2(src: str, out: str, overwrite: bool = False) -> Path:
     """
     check_output_dir(out, overwrite)
     model = scratchgpt_to_gpt2(src)
-    tok = AutoTokenizer.from_pretrained(src) if has_tokenizer_files(src) else None
-    from . import __version__
-
-    with atomic_output_dir(out, overwrite) as tmp:
-        model.save_pretrained(tmp)
-        if tok is not None:
-            tok.save_pretrained(tmp)
-        card = render_card(
-            "export_gpt2",
-            name=Path(out).name,
-            package_version=__version__,
-            source=str(src),
-            num_parameters=f"{model.num_parameters():,}",
-            n_layer=model.config.n_layer,
-            n_head=model.config.n_head,
-            n_embd=model.config.n_embd,
-            n_positions=model.config.n_positions,
-            vocab_size=model.config.vocab_size,
-            path=str(out),
-        )
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+    tok = load_tokenizer(src) if has_tokenizer_files(src) else None
+    write_model_folder(
+        out, model, tok, command="export-gpt2", template="export_gpt2", card_fields={"source": src}, overwrite=overwrite
+    )
     print(f"exported {src} as GPT-2 ({model.num_parameters():,} parameters) -> {out}")
     return Path(out)
 
@@ -135,16 +115,16 @@ def convert_book(
         raise ValueError(f"--config: expected a JSON object, got {config!r}")
     model = book_to_scratchgpt(ckpt, preset=preset, **overrides)
     tok = _tokenizer(tokenizer, None, model.config.vocab_size)
-    if hasattr(model, "out_head"):
-        model.generation_config = GenerationConfig.from_model_config(model.config)
-    save_model_folder(
+    write_model_folder(
+        out,
         model,
         tok,
-        out,
         command="convert-book",
-        weights=f"converted from the book's checkpoint `{Path(ckpt).name}`",
-        provenance=f"The book's `GPTModel` state dict `{ckpt}` (preset `{preset}`), keys prefixed with "
-        "`transformer.`; nothing trained.",
+        card_fields={
+            "weights": f"converted from the book's checkpoint `{Path(ckpt).name}`",
+            "provenance": f"The book's `GPTModel` state dict `{ckpt}` (preset `{preset}`), keys prefixed with "
+            "`transformer.`; nothing trained.",
+        },
         overwrite=overwrite,
     )
     print(f"converted {ckpt} ({type(model).__name__}, {model.num_parameters():,} parameters) -> {out}")

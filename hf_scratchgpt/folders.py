@@ -1,0 +1,126 @@
+"""Output folders: the one writer of a Hugging Face model folder, and atomic folders in general.
+
+Every verb that writes a model writes it with `write_model_folder` (or, inside a checkpoint that is
+itself written atomically, `save_model_files`): config.json, model.safetensors,
+generation_config.json, the remote code of `hf_scratchgpt/model/` (for ScratchGPT models), the
+tokenizer (told the model's context length) and a README.md model card. A folder appears under its
+final name only once it is complete; a failure leaves the previous state untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .cards import model_card
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Fail early (before any work) if `out` cannot be written.
+
+    Raises:
+        FileExistsError: `out` exists, is not empty and `overwrite` is False.
+        NotADirectoryError: `out` exists and is a file.
+        PermissionError: the parent folder is not writable.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} already exists and is not empty; pass overwrite to replace it")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write output folder {out}: {parent} is not a folder")
+    try:  # really try: permission bits say little to root or on read-only file systems
+        probe = tempfile.mkdtemp(prefix=".write-probe-", dir=parent)
+    except OSError as err:
+        raise PermissionError(f"cannot write output folder {out}: {parent} is not writable ({err.strerror})") from None
+    os.rmdir(probe)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder to write into; on success it is renamed to `out`.
+
+    On an exception the temporary folder is removed and `out` is left as it was. With `overwrite`,
+    an existing `out` is replaced only after the new folder is complete.
+    """
+    out = check_output_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model_files(
+    folder: str | os.PathLike,
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    is_main_process: bool = True,
+    save_function: Any = None,
+) -> None:
+    """Write the model (weights, config, generation config, remote code) and its tokenizer into `folder`.
+
+    The tokenizer's `model_max_length` is set to the model's context length, so a loaded tokenizer
+    knows how long an input may be. Under several processes every one calls this (the weights are
+    gathered); only the main process writes files.
+    """
+    kwargs = {"is_main_process": is_main_process}
+    if save_function is not None:
+        kwargs["save_function"] = save_function
+    model.save_pretrained(folder, **kwargs)
+    if tokenizer is not None and is_main_process:
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context is not None:
+            tokenizer.model_max_length = context
+        tokenizer.save_pretrained(folder)
+
+
+def write_model_folder(
+    out: str | os.PathLike,
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    command: str,
+    template: str = "model",
+    card_fields: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete model folder at `out`, atomically, with a card rendered from `model_cards/<template>.md`.
+
+    Args:
+        out: The folder to write.
+        model: A transformers model (ScratchGPT or any other).
+        tokenizer: Its tokenizer, or None.
+        command: The `scratchgpt` verb that made it (for the card).
+        template: Card template name.
+        card_fields: Values of the template's own placeholders (the standard ones are filled in).
+        overwrite: Replace an existing, non-empty `out`.
+    """
+    with atomic_output_dir(out, overwrite) as tmp:
+        save_model_files(tmp, model, tokenizer)
+        card = model_card(template, model, out, command, **(card_fields or {}))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    return Path(out)
