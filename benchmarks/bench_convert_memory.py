@@ -50,7 +50,7 @@ model.save_pretrained(sys.argv[1])
 
 OURS = """
 import sys
-from hf_scratchgpt.convert_commands import convert_gpt2
+from hf_scratchgpt.commands.convert import convert_gpt2
 convert_gpt2(sys.argv[1], sys.argv[2])
 """
 

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_scratchgpt import commands
-from hf_scratchgpt.cli import main
-from hf_scratchgpt.options import UsageError, build_parser, function_options, parse_args
+from hf_scratchgpt.cli import VERBS, find_verb, main
+from hf_scratchgpt.options import UsageError, build_parser, config_class, function_options, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,93 @@ def test_overwrite_replaces_only_when_complete(tmp_path):
     w2 = load_file(out / "model.safetensors")["transformer.tok_emb.weight"]
     assert not torch.equal(w1, w2)
     assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+ALL_VERBS = [verb for verbs in VERBS.values() for verb in verbs]
+
+
+@pytest.mark.parametrize("verb", ALL_VERBS)
+def test_every_verb_has_help(verb, capsys):
+    assert main([verb, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: scratchgpt {verb}") and "--" in out
+    if config_class(find_verb(verb)) is not None:  # training verbs take a recipe
+        assert "--config RECIPE.yaml" in out
+
+
+def test_top_level_help_lists_verbs_by_family(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for family, verbs in VERBS.items():
+        if verbs:
+            assert f"{family}:" in out and all(v in out for v in verbs)
+    assert main([]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "DIR", "--prompt", "x", "--top-k", "many"], "--top-k: expected int, got 'many'"),
+        (["generate", "DIR"], "the following arguments are required: --prompt"),
+        (["init-model", "--out", "x", "--seed"], "--seed needs a value"),
+        (["init-model", "--out", "x", "--colour", "red"], "unknown option --colour; valid options: --context-length"),
+        (["train-tokenizer", "--files", "a.txt", "--vocab-size", "300", "--out", "o", "--overwrite", "maybe"],
+         "--overwrite: expected true or false, got 'maybe'"),
+        (["convert-book", "ckpt.pth", "out", "--preset", "gpt2-small", "extra"], "--preset takes one value, got"),
+        (["convert-book", "ckpt.pth", "out", "extra", "--preset", "gpt2-small"], "unexpected argument 'extra'"),
+        (["pretrain", "--config", "NOPE.yaml"], "recipe not found: NOPE.yaml"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_with_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith(f"scratchgpt {argv[0]}: error: ")
+
+
+def test_recipe_keys_are_checked_like_options(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lr: 0.01\nlearning_rate: 3\n")
+    assert main(["pretrain", "--config", str(recipe)]) == 2
+    assert "unknown key(s) ['learning_rate']; valid keys:" in capsys.readouterr().err
+    recipe.write_text("lr: fast\n")
+    assert main(["pretrain", "--config", str(recipe), "--max-steps", "1"]) == 2
+    assert "lr: expected float, got 'fast'" in capsys.readouterr().err
+
+
+def test_other_failures_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys, model_dir):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("transformers.GenerationMixin.generate", broken)
+    assert main(["generate", str(model_dir), "--prompt", "I"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: out of memory (--debug shows where)" in err
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["generate", str(model_dir), "--prompt", "I", "--debug"])
+
+
+def test_generate_from_an_empty_prompt_starts_at_the_start_token(model_dir, capsys):
+    text = commands.generate(str(model_dir), prompt="", max_new_tokens=5)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    expected = model.generate(torch.tensor([[0]]), max_new_tokens=5, do_sample=False, pad_token_id=0)[0, 1:]
+    assert text == AutoTokenizer.from_pretrained(model_dir).decode(expected, skip_special_tokens=True)
+    assert main(["generate", str(model_dir), "--prompt", "", "--max-new-tokens", "3"]) == 0
+
+
+def test_a_model_without_tokenizer_says_so(tmp_path, model_dir, capsys):
+    assert main(["init-model", "--out", str(tmp_path / "bare"), "--context-length", "64"]) == 0
+    assert main(["generate", str(tmp_path / "bare"), "--prompt", "I"]) == 2
+    assert "holds no tokenizer" in capsys.readouterr().err
+    tok = str(model_dir)  # any tokenizer folder with the right vocabulary size will do
+    assert main(["init-model", "--out", str(tmp_path / "m300"), "--tokenizer", tok, "--overwrite"]) == 0
+    (tmp_path / "m300" / "tokenizer.json").unlink()
+    assert main(["generate", str(tmp_path / "m300"), "--prompt", "I", "--tokenizer", tok, "--max-new-tokens", "2"]) == 0
+
+
+def test_init_model_takes_gpt2s_own_files(tmp_path, shared_data):
+    commands.init_model(out=str(tmp_path / "m"), preset="tiny", tokenizer=str(shared_data / "gpt2"))
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["vocab_size"] == 50257 and cfg["eos_token_id"] == 50256
+    assert AutoTokenizer.from_pretrained(tmp_path / "m")("Hello, I am")["input_ids"] == [15496, 11, 314, 716]
+    tok_config = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
+    assert tok_config["model_max_length"] == 128  # the model's context length, not GPT-2's 1024

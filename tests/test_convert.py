@@ -242,7 +242,7 @@ def test_convert_gpt2_bad_input_writes_nothing(tmp_path, gpt2_folder, case, erro
     elif case == "missing":
         src = tmp_path / "nowhere"
     out = tmp_path / "out"
-    from hf_scratchgpt.convert_commands import convert_gpt2
+    from hf_scratchgpt.commands.convert import convert_gpt2
 
     with pytest.raises(error, match=message):
         convert_gpt2(str(src), str(out))
@@ -251,7 +251,7 @@ def test_convert_gpt2_bad_input_writes_nothing(tmp_path, gpt2_folder, case, erro
 
 
 def test_convert_book_bad_input_writes_nothing(tmp_path, verdict_tokenizer, capsys):
-    from hf_scratchgpt.convert_commands import convert_book, export_gpt2
+    from hf_scratchgpt.commands.convert import convert_book, export_gpt2
 
     torch.manual_seed(5)
     book = BookGPTModel(BOOK_CFG)
