@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 
+from ..paths import local_or_hub
 from .sources import check_text_file
 from .tokenize import encode_texts
 
@@ -47,8 +48,9 @@ def load_classification_table(
         ValueError: A missing column, a missing text or label (with the record index), or a label
             outside `labels`.
     """
-    path = Path(source)
-    if path.exists():
+    located = local_or_hub(source, "classification data")
+    if isinstance(located, Path):
+        path = located
         fmt = file_format or _FORMATS.get(path.suffix.lower())
         if path.is_file() and fmt != "parquet":
             check_text_file(path)  # not empty, UTF-8 (else: file and byte offset)
@@ -66,8 +68,8 @@ def load_classification_table(
         ds = load_dataset("csv" if fmt in ("tsv", "csv") else fmt, data_files=os.fspath(path), split="train", **kwargs)
         where = os.fspath(path)
     else:
-        ds = load_dataset(os.fspath(source), split=split)
-        where = os.fspath(source)
+        ds = load_dataset(located, split=split)
+        where = located
     for name in (text_column, label_column):
         if name not in ds.column_names:
             raise ValueError(f"{where}: no column {name!r}; the columns are {ds.column_names}")
