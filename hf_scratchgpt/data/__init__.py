@@ -2,7 +2,8 @@
 
 - `sources`: files, folders, globs, Hub ids and the built-in offline corpus, as documents.
 - `lm`: tokenize -> sliding windows over the whole token stream; splits, streaming, packing,
-  mixing, de-duplication, content hashes.
+  mixing, de-duplication, content hashes (with `lm_options`, `splits`, `windows`, `in_memory`,
+  `streaming`, `tokenize`).
 - `book`: the book's `GPTDatasetV1` / `create_dataloader_v1`.
 - `classification`: text/label tables, balancing, 70/10/20 splits, padding collate.
 - `instruction`: instruction/chat records, prompt styles, the book's collate, packing.
@@ -18,6 +19,7 @@ from .classification import (
     split_fractions,
     tokenize_classification,
 )
+from .in_memory import deduplicate_documents, tokenize_documents
 from .instruction import (
     InstructionCollator,
     book_batch,
@@ -28,17 +30,9 @@ from .instruction import (
     split_instructions,
     tokenize_instructions,
 )
-from .lm import (
-    LMDatasets,
-    content_hash,
-    deduplicate_documents,
-    mix_datasets,
-    mixing_probabilities,
-    prepare_lm_datasets,
-    tokenize_documents,
-    window_starts,
-)
+from .lm import LMDatasets, content_hash, mix_datasets, mixing_probabilities, prepare_lm_datasets
 from .sources import builtin_corpus_file, load_documents
+from .windows import window_starts
 
 __all__ = [
     "GPTDatasetV1",

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from pydoc_data.topics import topics
 
 from datasets import Dataset, IterableDataset, load_dataset
 
@@ -31,8 +32,6 @@ def builtin_corpus_file() -> Path:
 
     It ships with Python itself (`pydoc_data.topics`), so the main job runs with no download.
     """
-    from pydoc_data.topics import topics
-
     home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     path = home / "hf_scratchgpt" / f"pydoc-topics-py{sys.version_info.major}.{sys.version_info.minor}.jsonl"
     if not path.is_file():

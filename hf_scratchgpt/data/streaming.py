@@ -1,8 +1,10 @@
 """The streaming path of `prepare_lm_datasets`: the same windows as in memory, bounded memory.
 
 Text files are read piece by piece and tokenized exactly (`tokenize.iter_exact_chunk_tokens`);
-records are read one at a time; windows come out of a rolling buffer (`lm.iter_windows`). Splits
-make the same decisions as the in-memory `SplitPlan`.
+records are read one at a time; windows come out of a rolling buffer (`windows.iter_windows`). Each
+document, or each piece of the one document a split by characters cuts, goes where the same
+`SplitPlan` as in memory says; a split by characters first reads the corpus once to learn its
+documents' lengths (one integer per document).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Any
 import numpy as np
 from datasets import IterableDataset
 
-from .lm import is_validation, iter_windows, packed_position_ids, too_short_error
+from .lm_options import LMOptions
 from .sources import SUFFIXES, check_text_file, iter_text_chunks, load_documents, resolve_files
-from .tokenize import iter_exact_chunk_tokens
+from .splits import TRAIN, VALIDATION, SplitPlan
+from .tokenize import iter_exact_chunk_tokens, separator_id
+from .windows import iter_windows, packed_position_ids, too_short_error
+
+Documents = Callable[[], Iterator[Iterable[str]]]  # a fresh pass over a corpus, each document in pieces
 
 
-def _iter_documents(sources: Any, text_field: str, errors: str) -> Iterator[Iterable[str]]:
-    """Documents as iterables of text pieces: text files piece by piece, records whole."""
+def _iter_documents(sources: Any, *, text_field: str, errors: str) -> Iterator[Iterable[str]]:
+    """Documents as iterables of text pieces: text files piece by piece, records whole (empty ones left out)."""
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     files = None
     try:
@@ -42,13 +48,14 @@ def _iter_documents(sources: Any, text_field: str, errors: str) -> Iterator[Iter
             yield (row["text"],)
 
 
-def _source_documents(sources: Any, text_field: str, errors: str, dedup: bool) -> Iterator[Iterable[str]]:
-    """`_iter_documents`, without exact repeats when `dedup` (a repeated document is held whole once)."""
-    if not dedup:
-        yield from _iter_documents(sources, text_field, errors)
+def _source_documents(sources: Any, options: LMOptions) -> Iterator[Iterable[str]]:
+    """`_iter_documents`, without exact repeats with `options.dedup` (a repeated document is held whole once)."""
+    documents = _iter_documents(sources, text_field=options.text_field, errors=options.errors)
+    if not options.dedup:
+        yield from documents
         return
     seen: set[str] = set()
-    for doc in _iter_documents(sources, text_field, errors):
+    for doc in documents:
         text = "".join(doc)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if digest not in seen:
@@ -56,101 +63,69 @@ def _source_documents(sources: Any, text_field: str, errors: str, dedup: bool) -
             yield (text,)
 
 
-def _cut_characters(docs: Iterator[Iterable[str]], split_at: int, want_head: bool) -> Iterator[Iterable[str]]:
-    """The documents before (head) or after (tail) character `split_at` of the whole corpus."""
-    seen = 0
-
-    def head(doc: Iterable[str]) -> Iterator[str]:
-        nonlocal seen
-        for piece in doc:
-            room = split_at - seen
-            if room <= 0:
-                return
-            yield piece[:room]
-            seen += min(len(piece), room)
-
-    def tail(doc: Iterable[str]) -> Iterator[str]:
-        nonlocal seen
-        for piece in doc:
-            start = max(0, split_at - seen)
-            seen += len(piece)
-            if start < len(piece):
-                yield piece[start:]
-
-    for doc in docs:
-        if want_head:
-            if seen >= split_at:
-                return
-            yield head(doc)
-        else:
-            pieces = tail(doc)  # empty for documents wholly before the split point
-            first = next(pieces, None)
-            if first is not None:
-                yield _prepend(first, pieces)
+def _document_lengths(documents: Documents) -> np.ndarray:
+    """Every document's length in characters (one pass over the corpus)."""
+    return np.fromiter((sum(map(len, doc)) for doc in documents()), dtype=np.int64)
 
 
-def _prepend(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+def _split_tokens(documents: Documents, plan: SplitPlan, split: str, tokenizer: Any) -> Iterator[list[int]]:
+    """The token stream of `split` in pieces: its documents' parts, a separator before all but the first."""
+    eos_id = separator_id(tokenizer)
+    for index, doc in enumerate(documents()):
+        if plan.done(index, split):
+            return
+        if not plan.holds(index, split):
+            continue  # the other split's document is never read
+        for i, ids in enumerate(iter_exact_chunk_tokens(plan.route(index, doc, split), tokenizer)):
+            if i == 0 and eos_id is not None and plan.separated(index, split):
+                ids = [eos_id] + ids
+            yield ids
 
 
 def _stream_rows(
-    make_docs: Callable[[], Iterator[Iterable[str]]],
-    tokenizer: Any,
-    max_length: int,
-    stride: int,
-    pack: bool,
-    eos_id: int | None,
-    what: str,
+    *, documents: Documents, plan: SplitPlan, split: str, tokenizer: Any, options: LMOptions
 ) -> Iterator[dict]:
     """Generator behind a streaming split: documents -> exact tokens -> windows."""
     count = 0
 
-    def pieces() -> Iterator[list[int]]:
+    def counted() -> Iterator[list[int]]:
         nonlocal count
-        for index, doc in enumerate(make_docs()):
-            for i, ids in enumerate(iter_exact_chunk_tokens(doc, tokenizer)):
-                if i == 0 and index > 0 and eos_id is not None:
-                    ids = [eos_id] + ids
-                count += len(ids)
-                yield ids
+        for ids in _split_tokens(documents, plan, split, tokenizer):
+            count += len(ids)
+            yield ids
 
+    eos_id = separator_id(tokenizer)
     produced = False
-    for window in iter_windows(pieces(), max_length, stride):
+    for window in iter_windows(counted(), options.max_length, options.stride):
         produced = True
         row = {"input_ids": window, "labels": window}
-        if pack and eos_id is not None:
+        if options.pack and eos_id is not None:
             row["position_ids"] = packed_position_ids(np.asarray(window), eos_id).tolist()
         yield row
     if not produced:
-        raise too_short_error(count, max_length, what)
+        raise too_short_error(count, options.max_length, f"the {split} split")
 
 
 def streaming_splits(
-    sources, tokenizer, max_length, stride, val_fraction, split_by, seed, text_field, errors, pack, dedup, eos_id
-):
-    docs = partial(_source_documents, sources, text_field, errors, dedup)
-    if val_fraction == 0:
-        makers = {"train": docs}
-    elif split_by == "characters":
-        total = sum(len(p) for d in docs() for p in d)
-        split_at = int((1 - val_fraction) * total)
-        makers = {
-            "train": lambda: _cut_characters(docs(), split_at, True),
-            "validation": lambda: _cut_characters(docs(), split_at, False),
-        }
-    else:
+    sources: Any, tokenizer: Any, options: LMOptions
+) -> tuple[IterableDataset, IterableDataset | None]:
+    """Train and validation windows as `IterableDataset`s (validation None when `val_fraction` is 0).
 
-        def by_documents(want_val: bool) -> Iterator[Iterable[str]]:
-            for i, doc in enumerate(docs()):
-                if is_validation(i, seed, val_fraction) == want_val:
-                    yield doc  # the other split's documents are never read
+    Args:
+        sources: What `load_documents` reads.
+        tokenizer: A transformers tokenizer or a `SimpleTokenizer`; its eos separates documents.
+        options: The pipeline's options (`shifted_labels` is not read: rows carry `labels`).
 
-        makers = {"train": partial(by_documents, False), "validation": partial(by_documents, True)}
+    Raises:
+        ValueError: Empty/undecodable files, a split too short for one window: when the data are read
+            (for a split by characters, the files are checked here, where the documents are measured).
+    """
+    documents = partial(_source_documents, sources, options)
+    plan = options.split_plan(partial(_document_lengths, documents))
     out = {
         name: IterableDataset.from_generator(
-            partial(_stream_rows, make, tokenizer, max_length, stride, pack, eos_id, f"the {name} split")
+            partial(_stream_rows, documents=documents, plan=plan, split=name, tokenizer=tokenizer, options=options)
         )
-        for name, make in makers.items()
+        for name in options.split_names
     }
-    return out["train"], out.get("validation")
+    return out[TRAIN], out.get(VALIDATION)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from datasets.fingerprint import Hasher
 
 # A space between two non-space characters is always a pre-token boundary of GPT-2's byte-level
 # regex (the space starts the next piece), and the pieces on both sides read the same when the text
@@ -157,7 +158,5 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     elif hasattr(tokenizer, "str_to_int"):
         h.update(json.dumps(sorted(tokenizer.str_to_int.items())).encode())
     else:
-        from datasets.fingerprint import Hasher
-
         h.update(Hasher.hash(tokenizer).encode())
     return h.hexdigest()

@@ -1,22 +1,24 @@
 """The language-modelling pipeline: whole-stream windows, splits, streaming == in-memory, options, errors."""
 
+import ast
+import dataclasses
+import graphlib
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hf_scratchgpt.data import lm, sources
-from hf_scratchgpt.data.lm import (
-    SplitPlan,
-    content_hash,
-    mix_datasets,
-    mixing_probabilities,
-    prepare_lm_datasets,
-    tokenize_documents,
-)
+import hf_scratchgpt.data
+from hf_scratchgpt.data import sources
+from hf_scratchgpt.data.in_memory import tokenize_documents
+from hf_scratchgpt.data.lm import content_hash, mix_datasets, mixing_probabilities, prepare_lm_datasets
+from hf_scratchgpt.data.lm_options import LMOptions
 from hf_scratchgpt.data.sources import load_documents
+from hf_scratchgpt.data.splits import SplitPlan
 from hf_scratchgpt.data.tokenize import encode, iter_exact_chunk_tokens, split_at_safe_spaces
+from hf_scratchgpt.data.windows import gather_windows, iter_windows
 
 
 def _rows(ds, column="input_ids"):
@@ -235,8 +237,92 @@ def test_bad_arguments(shared_data, gpt2_tokenizer):
 def test_window_function_matches_range_formula():
     ids = np.arange(50)
     for max_length, stride in [(4, 1), (10, 10), (7, 3), (3, 60)]:
-        windows = lm.gather_windows(ids, max_length, stride)
+        windows = gather_windows(ids, max_length, stride)
         assert [w[0] for w in windows] == list(range(0, 50 - max_length, stride))
         assert [
-            list(w) for w in lm.iter_windows([list(range(50))[i : i + 6] for i in range(0, 50, 6)], max_length, stride)
+            list(w) for w in iter_windows([list(range(50))[i : i + 6] for i in range(0, 50, 6)], max_length, stride)
         ] == windows.tolist()
+
+
+def _pieces(text, size):
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [SplitPlan(), SplitPlan.by_characters(np.array([5, 40, 7]), 0.5), SplitPlan.by_documents(0.4, seed=3)],
+    ids=["none", "characters", "documents"],
+)
+def test_split_plan_routes_pieces_as_the_whole_document(plan):
+    rng = random.Random(0)
+    docs = ["".join(rng.choice("ab c\n") for _ in range(n)) for n in (5, 40, 7)]
+    for index, text in enumerate(docs):
+        train, val = plan.text_of(index, text, "train"), plan.text_of(index, text, "validation")
+        assert train + val == text  # every character goes to exactly one split, in order
+        for split, whole in (("train", train), ("validation", val)):
+            assert plan.holds(index, split) == bool(whole)
+            for size in (1, 3, 8, 100):
+                assert "".join(plan.route(index, _pieces(text, size), split)) == whole, (index, split, size)
+
+
+def test_character_plan_cuts_one_document_and_stops_reading_at_the_cut():
+    plan = SplitPlan.by_characters(np.array([5, 40, 7]), 0.5)  # 52 characters: the first 26 train
+    assert (plan.cut_doc, plan.cut_char) == (1, 21)
+    assert [plan.holds(i, "train") for i in range(3)] == [True, True, False]
+    assert [plan.holds(i, "validation") for i in range(3)] == [False, True, True]
+    assert [plan.done(i, "train") for i in range(3)] == [False, False, True]
+    pieces = iter(_pieces("x" * 40, 4))
+    assert "".join(plan.route(1, pieces, "train")) == "x" * 21
+    assert len(list(pieces)) == 4  # pieces 6..9 of document 1 are never read for train
+    at_start = SplitPlan.by_characters(np.array([10, 10]), 0.5)  # the cut falls between documents
+    assert (at_start.cut_doc, at_start.cut_char) == (1, 0) and at_start.done(1, "train")
+    assert not at_start.holds(1, "train") and at_start.text_of(1, "y" * 10, "validation") == "y" * 10
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        SplitPlan(),
+        SplitPlan.by_characters(np.arange(1, 41), 0.7),
+        SplitPlan.by_documents(0.05, seed=11),
+        SplitPlan.by_documents(0.9, seed=2),
+    ],
+    ids=["none", "characters", "documents-5%", "documents-90%"],
+)
+def test_split_plan_separates_all_but_each_splits_first_document(plan):
+    for split in ("train", "validation"):
+        members = [i for i in range(40) if plan.holds(i, split)]
+        assert members or (plan.mode == "none" and split == "validation"), split
+        assert [plan.separated(i, split) for i in members] == [k > 0 for k in range(len(members))], split
+
+
+def test_options_resolve_the_stride_and_check_arguments():
+    assert LMOptions(max_length=8).stride == 8 and LMOptions(max_length=8, stride=3).stride == 3
+    assert LMOptions(max_length=8, stride=3, pack=True).stride == 8  # packed rows do not overlap
+    assert LMOptions(val_fraction=0).split_names == ("train",)
+    assert LMOptions().split_names == ("train", "validation")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LMOptions().stride = 1
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        LMOptions(stride=0)
+    with pytest.raises(ValueError, match="split_by must be one of"):
+        LMOptions(split_by="lines")
+
+
+LM_MODULES = ("windows", "splits", "lm_options", "tokenize", "sources", "in_memory", "streaming", "lm")
+
+
+def test_lm_modules_import_at_the_top_without_a_cycle():
+    folder = Path(hf_scratchgpt.data.__file__).parent
+    graph = {}
+    for name in LM_MODULES:
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and n not in tree.body]
+        assert not nested, f"{name}.py imports inside a function (line {nested[0].lineno})"
+        siblings = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 1}
+        assert all(isinstance(n, ast.ImportFrom) and n.module for n in tree.body if getattr(n, "level", 0) == 1)
+        graph[name] = siblings
+    assert set().union(*graph.values()) <= set(LM_MODULES)  # the language-modelling modules import no others
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    assert order.index("streaming") < order.index("lm") and order.index("in_memory") < order.index("lm")
+    assert "lm" not in graph["streaming"] | graph["in_memory"]

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from datasets import Dataset
 
 from hf_scratchgpt.data import sources
 from hf_scratchgpt.data.sources import builtin_corpus_file, check_text_file, load_documents, resolve_files
@@ -25,8 +26,6 @@ def test_table_formats_read_their_text_field(tmp_path):
     _write(tmp_path / "b.json", json.dumps(rows))
     _write(tmp_path / "c.csv", "body,n\nfirst doc,1\nsecond doc,2\n")
     _write(tmp_path / "d.tsv", "body\tn\nfirst doc\t1\nsecond doc\t2\n")
-    from datasets import Dataset
-
     Dataset.from_list(rows).to_parquet(str(tmp_path / "e.parquet"))
     for name in ("a.jsonl", "b.json", "c.csv", "d.tsv", "e.parquet"):
         docs = load_documents(tmp_path / name, text_field="body")
