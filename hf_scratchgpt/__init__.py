@@ -4,7 +4,7 @@ Importing the package registers `ScratchGPTConfig` and the three model classes w
 `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification`.
 """
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from transformers import (
     AutoConfig,
@@ -33,7 +33,10 @@ from .model import (
     simplified_self_attention,
 )
 
-__version__ = version("hf-scratchgpt")
+try:
+    __version__ = version("hf-scratchgpt")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "unknown"
 
 AutoConfig.register(ScratchGPTConfig.model_type, ScratchGPTConfig, exist_ok=True)
 AutoModel.register(ScratchGPTConfig, ScratchGPTModel, exist_ok=True)

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import string
 from importlib import resources
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from . import __version__
+
+SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"  # a source tree that is not installed
+
 
 def _template(name: str) -> str:
-    return resources.files("hf_scratchgpt.model_cards").joinpath(f"{name}.md").read_text(encoding="utf-8")
+    """The text of template `name`: installed as `hf_scratchgpt.model_cards`, or from the source tree.
+
+    Raises:
+        FileNotFoundError: No such template.
+    """
+    try:
+        folder = resources.files("hf_scratchgpt.model_cards")
+    except ModuleNotFoundError:
+        folder = SOURCE_TEMPLATES
+    path = folder.joinpath(f"{name}.md")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card template {name!r} (looked for {path})")
+    return path.read_text(encoding="utf-8")
 
 
 def template_fields(name: str) -> set[str]:
@@ -40,7 +55,7 @@ def standard_fields(model: nn.Module, path: str | Path, command: str) -> dict[st
     cfg = model.config
     return {
         "name": Path(path).name,
-        "package_version": version("hf-scratchgpt"),
+        "package_version": __version__,
         "command": command,
         "architecture": type(model).__name__,
         "num_parameters": f"{model.num_parameters():,}",

@@ -35,6 +35,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 
+from ..cards import template_fields
 from ..folders import check_output_dir, save_model_files, write_model_folder
 from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resume_checkpoint
 from .config import CONFIG_FILE, TrainConfig
@@ -145,6 +146,7 @@ def run_training(task: Task) -> Path:
     cfg = task.config
     cfg.validate()
     check_trackers(cfg.log_with)
+    template_fields(task.card_template)  # the final folder's card can be written (checked before training)
     out, ckpt, replace = _plan(cfg)
     name = out.name
     acc = Accelerator(
