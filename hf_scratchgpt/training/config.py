@@ -157,8 +157,7 @@ class TrainConfig:
         saved_file = cfg.out_dir / CONFIG_FILE
         if cfg.resume is not None and saved_file.is_file():
             saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-            base = from_mapping(cls, saved, str(saved_file)).to_dict()
-            given = from_mapping(cls, values, where).to_dict()
+            base, given = from_mapping(cls, saved, str(saved_file)).to_dict(), cfg.to_dict()
             for key in values:
                 if key not in cls.SAFE_ON_RESUME and given[key] != base[key]:
                     raise ValueError(
