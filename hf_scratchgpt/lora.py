@@ -4,7 +4,8 @@ A LoRA layer adds `scaling * B(A(dropout(x)))` to a frozen linear layer, with `A
 `(rank, in_features)` (Kaiming-uniform, a=sqrt(5)) and `B` of shape `(out_features, rank)` (zeros,
 so a fresh adapter changes nothing); `scaling = alpha / rank` (rsLoRA: `alpha / sqrt(rank)`).
 The arithmetic follows peft's `lora.Linear` operation for operation, so outputs, gradients and
-merged weights are bit-identical to peft's for the same A and B.
+merged weights are bit-identical to peft's for the same A and B. The book's own variant (A drawn on
+an `(in, r)` shape, scaling `alpha`) is `hf_scratchgpt.book.appendix_e`, built on these classes.
 """
 
 from __future__ import annotations
@@ -47,8 +48,18 @@ class LoRALayer(nn.Module):
         self.scaling = alpha / math.sqrt(rank) if use_rslora else alpha / rank
         self.A = nn.Parameter(torch.empty(rank, in_dim))  # (r, in)
         self.B = nn.Parameter(torch.zeros(out_dim, rank))  # (out, r)
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.reset_A()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @torch.no_grad()
+    def reset_A(self) -> None:
+        """Draw A: Kaiming-uniform (a=sqrt(5)) on its `(r, in)` shape, as peft does."""
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+
+    @property
+    def peft_alpha(self) -> float:
+        """The `lora_alpha` that gives peft this layer's scaling (peft scales by lora_alpha / r)."""
+        return self.alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(self.dropout(x), self.A), self.B) * self.scaling
@@ -64,9 +75,14 @@ class LinearWithLoRA(nn.Module):
     def __init__(self, linear: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False):
         super().__init__()
         self.linear = linear
-        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha, dropout, use_rslora)
+        self.lora = self.make_lora(linear.in_features, linear.out_features, rank, alpha, dropout, use_rslora)
         self.lora.to(device=linear.weight.device, dtype=linear.weight.dtype)
         self.merged = False
+
+    @staticmethod
+    def make_lora(in_dim: int, out_dim: int, rank: int, alpha: float, dropout: float, use_rslora: bool) -> LoRALayer:
+        """The adapter this wrapper adds (a subclass may build another `LoRALayer`)."""
+        return LoRALayer(in_dim, out_dim, rank, alpha, dropout, use_rslora)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
@@ -201,7 +217,7 @@ def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path
         raise ValueError("the model has no LoRA layers to save")
     first = next(iter(layers.values())).lora
     if any(
-        (lay.lora.rank, lay.lora.alpha, lay.lora.use_rslora) != (first.rank, first.alpha, first.use_rslora)
+        (lay.lora.rank, lay.lora.peft_alpha, lay.lora.use_rslora) != (first.rank, first.peft_alpha, first.use_rslora)
         for lay in layers.values()
     ):
         raise ValueError("peft's format needs one rank/alpha for all layers; these adapters differ")
@@ -210,7 +226,7 @@ def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path
         "peft_type": "LORA",
         "task_type": None,
         "r": first.rank,
-        "lora_alpha": first.alpha,
+        "lora_alpha": first.peft_alpha,
         "lora_dropout": dropout,
         "use_rslora": first.use_rslora,
         "target_modules": sorted(layers),

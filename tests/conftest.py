@@ -15,6 +15,10 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", REPO.parent / "shared" / "data"))
 os.environ.setdefault("SCRATCHGPT_GPT2_TOKENIZER", str(SHARED_DATA / "gpt2"))  # GPT-2's files, offline
+if (SHARED_DATA / "gpt2").is_dir():  # the book's tiktoken.get_encoding("gpt2") reads the same files, offline
+    from hf_scratchgpt.book import use_local_gpt2_files  # noqa: E402
+
+    use_local_gpt2_files(SHARED_DATA / "gpt2", tempfile.mkdtemp(prefix="scratchgpt-tiktoken-"))
 
 
 def tiny_config(**overrides):

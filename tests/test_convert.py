@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from llms_from_scratch.ch04 import GPTModel as BookGPTModel  # the book's own class, the test oracle
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -15,7 +16,6 @@ from hf_scratchgpt.cli import main
 from hf_scratchgpt.convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
 from hf_scratchgpt.tokenization import load_gpt2_tokenizer
 
-from .book_reference import BookGPTModel
 from .conftest import SHARED_DATA
 
 GPT2_SHAPES = [

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from llms_from_scratch.ch04 import GPTModel as BookGPTModel  # the book's own class, the test oracle
 from transformers import AutoModelForCausalLM
 
 from hf_scratchgpt import (
@@ -12,8 +13,12 @@ from hf_scratchgpt import (
     ScratchGPTModel,
 )
 
-from .book_reference import BookGPTModel, book_to_scratchgpt_keys
 from .conftest import tiny_config
+
+
+def book_to_scratchgpt_keys(state_dict):
+    """The prefix change: the body's keys go under `transformer.`, `out_head` stays."""
+    return {(k if k.startswith("out_head.") else "transformer." + k): v for k, v in state_dict.items()}
 
 
 def _count(model):

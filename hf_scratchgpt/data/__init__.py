@@ -4,12 +4,10 @@
 - `lm`: tokenize -> sliding windows over the whole token stream; splits, streaming, packing,
   mixing, de-duplication, content hashes (with `lm_options`, `splits`, `windows`, `in_memory`,
   `streaming`, `tokenize`).
-- `book`: the book's `GPTDatasetV1` / `create_dataloader_v1`.
 - `classification`: text/label tables, balancing, 70/10/20 splits, padding collate.
 - `instruction`: instruction/chat records, prompt styles, the book's collate, packing.
 """
 
-from .book import GPTDatasetV1, create_dataloader_v1
 from .classification import (
     ClassificationCollator,
     balance_by_undersampling,
@@ -35,8 +33,6 @@ from .sources import builtin_corpus_file, load_documents
 from .windows import window_starts
 
 __all__ = [
-    "GPTDatasetV1",
-    "create_dataloader_v1",
     "ClassificationCollator",
     "balance_by_undersampling",
     "label_maps",

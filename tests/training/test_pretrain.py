@@ -228,9 +228,10 @@ def test_tensorboard_tracker_when_asked(tmp_path):
 
 
 def test_book_mode_is_the_books_loop_draw_for_draw(tmp_path):
-    """`--book-mode` equals the book's chapter-5 procedure written out plainly: same losses, same weights."""
+    """`--book-mode` equals the book's chapter-5 code (`hf_scratchgpt.book`): same losses, same weights."""
     from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
-    from hf_scratchgpt.data import create_dataloader_v1
+    from hf_scratchgpt.book.ch02 import create_dataloader_v1
+    from hf_scratchgpt.book.ch05 import train_model_simple
 
     book = ["--book-mode", "true", "--epochs", "2", "--max-steps", "null", "--eval-every", "4"]
     book += ["--eval-batches", "2", "--lr-schedule", "constant", "--warmup-steps", "0", "--clip-grad", "null"]
@@ -238,40 +239,23 @@ def test_book_mode_is_the_books_loop_draw_for_draw(tmp_path):
     final = pretrain(_cfg(tmp_path, *book))
     evals = _evals(tmp_path / "run")
 
-    # the book: torch.manual_seed before the model, loaders drawing from the global RNG, AdamW on all
-    # parameters, evaluation after global steps 0, 4, 8, ... on the first batches of both loaders
+    # the book's train_model_simple with the run's tokenizer and settings: torch.manual_seed before the
+    # model, loaders drawing from the global RNG, AdamW on all parameters, evaluation after global
+    # steps 0, 4, 8, ... on the first 2 batches of both loaders
     tok = AutoTokenizer.from_pretrained(final)
     text = open(VERDICT, encoding="utf-8").read()
     split = int(0.9 * len(text))
-    loaders = [
-        create_dataloader_v1(text[:split], 16, 32, 32, shuffle=True, drop_last=True, tokenizer=tok),
-        create_dataloader_v1(text[split:], 16, 32, 32, shuffle=False, drop_last=False, tokenizer=tok),
-    ]
+    train_loader = create_dataloader_v1(text[:split], 16, 32, 32, shuffle=True, drop_last=True, tokenizer=tok)
+    val_loader = create_dataloader_v1(text[split:], 16, 32, 32, shuffle=False, drop_last=False, tokenizer=tok)
     torch.manual_seed(0)
     model = ScratchGPTForCausalLM(ScratchGPTConfig.from_pretrained(final))
     model.set_attn_implementation("sdpa")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
-
-    def loss_of(x, y):
-        return torch.nn.functional.cross_entropy(model(input_ids=x).logits.flatten(0, 1), y.flatten())
-
-    book_evals, global_step = [], -1
-    for _ in range(2):
-        model.train()
-        for x, y in loaders[0]:
-            optimizer.zero_grad()
-            loss_of(x, y).backward()
-            optimizer.step()
-            global_step += 1
-            if global_step % 4 == 0:
-                model.eval()
-                with torch.no_grad():
-                    pair = [
-                        sum(loss_of(a, b).item() for _, (a, b) in zip(range(2), loader)) / min(2, len(loader))
-                        for loader in loaders
-                    ]
-                book_evals.append((global_step + 1, *pair))
-                model.train()
+    train_losses, val_losses, _ = train_model_simple(
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=2, eval_freq=4, eval_iter=2,
+        start_context="Every effort moves you", tokenizer=tok,
+    )  # fmt: skip
+    book_evals = [(4 * i + 1, train, val) for i, (train, val) in enumerate(zip(train_losses, val_losses))]
     ours = [(r["step"], r["train_loss"], r["val_loss"]) for r in evals[: len(book_evals)]]
     assert [r[0] for r in ours] == [r[0] for r in book_evals] and len(book_evals) >= 4
     for a, b in zip(ours, book_evals):
