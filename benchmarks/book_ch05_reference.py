@@ -4,8 +4,8 @@ It is the chapter's code with the import lines changed: `torch.manual_seed(123)`
 loaders and again before the model, `create_dataloader_v1` (tiktoken's GPT-2 encoding, read offline
 with `use_local_gpt2_files`) on a 90/10 character split (batch 2, 256/256), `GPTModel(GPT_CONFIG_124M)`
 with a context of 256, AdamW lr 4e-4 / weight decay 0.1, and `train_model_simple` for 10 epochs,
-evaluating every 5 steps on 5 batches. Seen here (CPU, torch 2.13): every printed pair equals the
-book's, from "Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933" to "Ep 10 (Step 000085): Train loss
+evaluating every 5 steps on 5 batches. Seen here (CPU, torch 2.13, `--fast`): every printed pair equals
+the book's, from "Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933" to "Ep 10 (Step 000085): Train loss
 0.391, Val loss 6.452". About 7 minutes on 2 CPU cores with `--fast` (`GPTModelFast`, the same weights
 on the SDPA path); the readable `GPTModel` path is about 3x slower on CPU.
 

@@ -24,16 +24,16 @@ TINY = {
 
 
 def _run(model_class, train, orig_book_version):
-    text = (SHARED_DATA / "the-verdict.txt").read_text(encoding="utf-8")[:3000]
+    text = (SHARED_DATA / "the-verdict.txt").read_text(encoding="utf-8")[:1500]
     torch.manual_seed(123)
-    train_loader = create_dataloader_v1(text[:2500], batch_size=4, max_length=16, stride=16)
-    val_loader = create_dataloader_v1(text[2500:], batch_size=4, max_length=16, stride=16, shuffle=False)
+    train_loader = create_dataloader_v1(text[:1200], batch_size=4, max_length=16, stride=16)  # 4 batches
+    val_loader = create_dataloader_v1(text[1200:], batch_size=4, max_length=16, stride=16, shuffle=False)
     torch.manual_seed(123)
     model = model_class(TINY)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
     result = train(
-        model, train_loader, val_loader, optimizer, "cpu", n_epochs=2, eval_freq=3, eval_iter=2,
-        start_context="Every effort moves you", tokenizer=tiktoken.get_encoding("gpt2"), warmup_steps=4,
+        model, train_loader, val_loader, optimizer, "cpu", n_epochs=2, eval_freq=2, eval_iter=2,
+        start_context="Every effort moves you", tokenizer=tiktoken.get_encoding("gpt2"), warmup_steps=3,
         initial_lr=1e-4, min_lr=1e-5, orig_book_version=orig_book_version,
     )  # fmt: skip
     return model, result

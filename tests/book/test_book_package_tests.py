@@ -7,11 +7,11 @@ conftest), and any download attempt fails the run. test_generate.py is a copy of
 1.0.19; it runs too.
 
 Run only with `SCRATCHGPT_BOOK_TRAINING_TESTS=1`: test_ch05.py and test_appendix_d.py train 124M models
-(`GPTModel` and `GPTModelFast`, and appendix D's six epochs, with a 50-token sample after each epoch); on
-a shared 2-core CPU they took over 11 minutes (a single 1 x 256-token training step of the readable
-`GPTModel`, the book's class as much as ours, takes 12-14 s there). `tests/book/test_ch05.py` and
-`test_appendix_d.py` check the same functions against the book's numbers and the book's loop in about a
-minute. Not run: test_appendix_e.py and test_ch06/07.py (they need `ch06`/`ch07`, later issues),
+(`GPTModel` and `GPTModelFast`, and appendix D's six epochs, with a 50-token sample after each epoch):
+about 65 s + 80 s on a shared 2-core CPU with one torch thread (17 minutes with two contending ones).
+`tests/book/test_ch05.py` and `test_appendix_d.py` check the same functions against the book's numbers
+and the book's loop for less. The subprocess uses one torch thread unless `OMP_NUM_THREADS` is set.
+Not run: test_appendix_e.py and test_ch06/07.py (they need `ch06`/`ch07`, later issues),
 test_appendix_a.py, test_llama3.py and test_qwen3.py (modules this package does not cover).
 """
 
@@ -80,6 +80,7 @@ def _run_book_tests(tmp_path, names):
     (tmp_path / "conftest.py").write_text(CONFTEST.format(verdict=str(SHARED_DATA / "the-verdict.txt")))
     (tmp_path / "the-verdict.txt").write_bytes((SHARED_DATA / "the-verdict.txt").read_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # TIKTOKEN_CACHE_DIR and HF_HUB_OFFLINE come from conftest
+    env.setdefault("OMP_NUM_THREADS", "1")  # small shared CPUs: contending torch threads ran these 3-6x slower
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *names],
         cwd=tmp_path,
@@ -99,7 +100,7 @@ def test_books_tests_for_chapters_2_to_4_run_unchanged(tmp_path):
 
 @pytest.mark.skipif(
     os.environ.get("SCRATCHGPT_BOOK_TRAINING_TESTS") != "1",
-    reason="trains 124M models for >10 min on CPU; set SCRATCHGPT_BOOK_TRAINING_TESTS=1",
+    reason="trains 124M models for minutes on CPU; set SCRATCHGPT_BOOK_TRAINING_TESTS=1",
 )
 def test_books_training_tests_for_chapter_5_and_appendix_d_run_unchanged(tmp_path):
     out = _run_book_tests(tmp_path, TRAINING)
