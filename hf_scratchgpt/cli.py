@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from huggingface_hub.utils import logging as hub_logging
 from transformers.utils import logging as hf_logging
 
 from .commands import convert_book, convert_gpt2, export_gpt2, generate, init_model, train_tokenizer
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     verb, rest = argv[0], argv[1:]
     hf_logging.disable_progress_bar()  # weight-loading bars are noise on a command line
+    hub_logging.set_verbosity_error()  # so are the Hub client's retry lines (its final error is reported)
     try:
         run_verb(verb, rest)
     except SystemExit as done:  # --help

@@ -32,7 +32,9 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output path {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {out} already exists and is not empty; pass overwrite to replace it")
+        raise FileExistsError(
+            f"output folder {out} already exists and is not empty; pass --overwrite (overwrite=True) to replace it"
+        )
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent

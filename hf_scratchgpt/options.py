@@ -185,7 +185,8 @@ def build_parser(prog: str, summary: str, options: list[Option], recipe: bool) -
     if recipe:
         parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS, help="YAML recipe of options")
     for o in options:
-        shown = "" if o.default is _EMPTY else f" (default: {o.default!r})"
+        mentioned = o.help is not None and "default" in o.help
+        shown = "" if o.default is _EMPTY or mentioned else f" (default: {o.default!r})"
         text = (o.help or "") + shown
         if o.positional:
             parser.add_argument(o.name, metavar=_metavar(o), help=o.help)

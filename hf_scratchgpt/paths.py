@@ -1,10 +1,10 @@
 """The one rule for "is this a local path or a Hub id?", used by every loader of the package.
 
 A string names a local path when something exists there or when it looks like a path (starts with
-`.`, `/` or `~`, holds more than one `/`, a backslash or a glob character, or ends in a known file
-suffix); otherwise, if it has the form of a Hub repository id (`name` or `owner/name` made of
-letters, digits, `-`, `_` and `.`), it is a Hub id. A local-looking path that does not exist is an
-error that names it, never a Hub request.
+`.`, `/` or `~`, holds more than one `/`, a backslash or a glob character, ends in a known file
+suffix, or starts with a local folder's name, like `runs/typo`); otherwise, if it has the form of a
+Hub repository id (`name` or `owner/name` made of letters, digits, `-`, `_` and `.`), it is a Hub
+id. A local-looking path that does not exist is an error that names it, never a Hub request.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def is_hub_id(spec: str | os.PathLike) -> bool:
     if text.startswith((".", "/", "~")) or "\\" in text or any(c in text for c in "*?[") or ".." in text:
         return False
     if text.lower().endswith(FILE_SUFFIXES):
+        return False
+    if "/" in text and Path(text.split("/")[0]).expanduser().is_dir():  # runs/typo: a path under a local folder
         return False
     return bool(_REPO_ID.match(text))
 

@@ -286,7 +286,7 @@ def load_tokenizer(spec: str | os.PathLike) -> Any:
     if not where.is_dir() or not has_tokenizer_files(where):
         raise ValueError(
             f"{where} holds no tokenizer (no tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe); "
-            "give a tokenizer folder"
+            "give a tokenizer folder (--tokenizer)"
         )
     if (where / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(where)

@@ -247,7 +247,7 @@ def test_convert_gpt2_bad_input_writes_nothing(tmp_path, gpt2_folder, case, erro
     with pytest.raises(error, match=message):
         convert_gpt2(str(src), str(out))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
-    assert main(["convert-gpt2", str(src), str(out)]) == 1
+    assert main(["convert-gpt2", str(src), str(out)]) == 2
 
 
 def test_convert_book_bad_input_writes_nothing(tmp_path, verdict_tokenizer, capsys):

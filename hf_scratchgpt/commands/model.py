@@ -144,8 +144,8 @@ def generate(
         raise ValueError(f"--temperature must be >= 0, got {temperature}")
     if max_new_tokens <= 0:
         raise ValueError(f"--max-new-tokens must be > 0, got {max_new_tokens}")
-    tok = load_tokenizer(tokenizer if tokenizer is not None else where)
     model = AutoModelForCausalLM.from_pretrained(where).eval()
+    tok = load_tokenizer(tokenizer if tokenizer is not None else where)
     ids = tok(prompt, return_tensors="pt")["input_ids"] if prompt else _start_ids(tok)
     context = model.config.max_position_embeddings
     limit = context - ids.shape[1]

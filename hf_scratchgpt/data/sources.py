@@ -154,7 +154,12 @@ def load_documents(
     if not items:
         raise ValueError("no data sources given")
     if len(items) == 1 and items[0] != BUILTIN and is_hub_id(items[0]):
-        ds = load_dataset(os.fspath(items[0]), hub_config, split=hub_split, streaming=streaming)
+        try:
+            ds = load_dataset(os.fspath(items[0]), hub_config, split=hub_split, streaming=streaming)
+        except OSError as err:  # offline, or no such dataset
+            raise FileNotFoundError(
+                f"data source not found: {items[0]} is no local path, and as a Hub dataset id: {err}"
+            ) from None
         return _select_text(ds, text_field, os.fspath(items[0]))
     files = resolve_files(items)
     kind = SUFFIXES[files[0].suffix.lower()]

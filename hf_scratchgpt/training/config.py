@@ -143,8 +143,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def run_record(self) -> dict[str, Any]:
-        """What `config.yaml` keeps: the run's settings, without the one-off actions resume/overwrite."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("resume", "overwrite")}
+        """What `config.yaml` keeps: the run's settings and folder, not the actions resume/overwrite."""
+        record = {k: v for k, v in self.to_dict().items() if k not in ("resume", "overwrite")}
+        record["out"] = str(self.out_dir)
+        return record
 
     @classmethod
     def resolve(cls, values: dict[str, Any], where: str) -> TrainConfig:

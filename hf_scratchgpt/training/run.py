@@ -41,7 +41,7 @@ from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resum
 from .config import CONFIG_FILE, TrainConfig
 from .loop import LoopParts, LoopSettings, StopRequested, lr_lambda, param_groups, train
 from .task import Task, TaskSetup
-from .tracking import JSONLTracker, plot_losses, truncate_metrics
+from .tracking import JSONLTracker, plot_losses, read_metrics, truncate_metrics
 
 TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim")
 
@@ -240,7 +240,7 @@ def _train_and_save(
 
     def save_best(step: int, value: float) -> None:
         weights = f"the best {cfg.early_stopping_metric} ({value:.4f}), at step {step}"
-        card = {"weights": weights, "provenance": "The best weights so far of the run in the parent folder."}
+        card = {"name": out.name, "weights": weights, "provenance": "The best weights so far of this run."}
         best = acc.unwrap_model(model)
         write_model_folder(out / "best", best, tok, command=cfg.VERB, card_fields=card, overwrite=True)
 
@@ -264,7 +264,11 @@ def _train_and_save(
             save_best=save_best, stop_requested=requested.is_set,
         )  # fmt: skip
         try:
-            metrics = train(parts, task, settings, state)
+            if state.step >= max_steps and (out / "metrics.jsonl").is_file():  # a finished run: rewrite final/
+                metrics = [r for r in read_metrics(out / "metrics.jsonl") if r.get("step") == state.step][-1:]
+                metrics = metrics[0] if metrics else train(parts, task, settings, state)
+            else:
+                metrics = train(parts, task, settings, state)
         except StopRequested as stop:
             acc.end_training()
             raise RunInterrupted(
@@ -280,13 +284,14 @@ def _train_and_save(
             best = f"{cfg.early_stopping_metric} {state.best_metric:.4f}"
             print(f"final: the best weights, of step {state.best_step} ({best})")
         fields = {
+            **{k: _fmt(k, v) for k, v in metrics.items() if isinstance(v, float)},  # the last evaluation
+            "name": out.name,
             "steps": state.step,
             "tokens_seen": f"{state.tokens_seen:,}",
             "global_batch": global_batch,
             "num_processes": acc.num_processes,
             **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay", "clip_grad")},
             **{k: getattr(cfg, k) for k in ("mixed_precision", "seed")},
-            **{k: _fmt(k, v) for k, v in metrics.items() if isinstance(v, float)},
             **task.card_fields(metrics),
         }
         write_model_folder(

@@ -40,9 +40,14 @@ def test_resume_continues_the_saved_run_without_repeating_options(tmp_path, caps
     assert _steps(out) == [2, 4, 6]
     assert json.loads((out / "final" / "config.json").read_text())["vocab_size"] == 300
     assert "max_steps: 6" in (out / "config.yaml").read_text()
+    assert "| learning rate | 0.002 (cosine" in (out / "final" / "README.md").read_text()  # the peak, not the last
+    # resuming a finished run rewrites final/ from the last checkpoint and logs nothing twice
+    pretrain(resolve_config(PretrainConfig, ["--out", str(out), "--resume", "auto"]))
+    assert _steps(out) == [2, 4, 6] and (out / "final" / "model.safetensors").is_file()
     # a change that would make another run is refused with one line, by the API and the command line
     with pytest.raises(ValueError, match=r"cannot resume .*mine with lr = 0.01: the run was started with 0.002"):
         resolve_config(PretrainConfig, ["--out", str(out), "--resume", "auto", "--lr", "0.01"])
+    capsys.readouterr()
     assert main(["pretrain", "--out", str(out), "--resume", "auto", "--data", "builtin"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot resume" in err and "data" in err and "Traceback" not in err
