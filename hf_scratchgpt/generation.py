@@ -11,14 +11,19 @@ import torch
 from torch import nn
 
 
+def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """`(b, T, vocab)` logits of `idx` `(b, T)`, whatever kind of causal LM `model` is.
+
+    A transformers (or peft) model is called with keywords and no cache, for one full pass; anything
+    else the book's way, `model(idx)`.
+    """
+    out = model(input_ids=idx, use_cache=False) if hasattr(model, "generation_config") else model(idx)
+    return out.logits if hasattr(out, "logits") else out
+
+
 def _next_token_logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-    """Logits of the last position, for a ScratchGPT/transformers model or the book's `GPTModel`."""
-    if hasattr(model, "config") and hasattr(model, "generation_config"):
-        out = model(input_ids=idx, use_cache=False)
-    else:
-        out = model(idx)
-    logits = out.logits if hasattr(out, "logits") else out  # (b, T, vocab)
-    return logits[:, -1, :]
+    """Logits of the last position, `(b, vocab)`."""
+    return logits_of(model, idx)[:, -1, :]
 
 
 @torch.no_grad()
@@ -88,4 +93,4 @@ def generate_text(
     return idx
 
 
-__all__ = ["generate_text", "generate_text_simple"]
+__all__ = ["generate_text", "generate_text_simple", "logits_of"]

@@ -47,6 +47,7 @@ header followed by its content and the end token inside ``{% generation %}`` (so
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,7 @@ def _literal(text: str) -> str:
     return repr(text)
 
 
+@functools.cache
 def chat_template(style: str = "alpaca") -> str:
     """The Jinja chat template of a style, for `tokenizer.chat_template`.
 

@@ -2,8 +2,7 @@
 
 - `encode_text`: the book's `tokenizer.encode(text, allowed_special={"<|endoftext|>"})` for a tiktoken
   encoding; any other tokenizer (transformers, `SimpleTokenizer`) through the package's `encode`.
-- `logits_of`: the book's `model(idx)` logits for the book's models, ScratchGPT/transformers models
-  (which return an output object) and peft-wrapped ones.
+- `logits_of` (from `hf_scratchgpt.generation`): the book's `model(idx)` logits for any causal LM.
 - `context_size_of`: the book's `model.pos_emb.weight.shape[0]`, or `config.context_length`.
 """
 
@@ -11,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..data.tokenize import encode
+from ..generation import logits_of
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -29,15 +28,6 @@ def encode_text(tokenizer: Any, text: str) -> list[int]:
     if is_tiktoken(tokenizer):
         return tokenizer.encode(text, allowed_special={ENDOFTEXT})
     return list(encode(tokenizer, text))
-
-
-def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-    """`(b, T, vocab)` logits of `idx` `(b, T)`, whatever kind of causal LM `model` is."""
-    if hasattr(model, "generation_config"):
-        out = model(input_ids=idx, use_cache=False)  # a transformers (or peft) model: no cache for one pass
-    else:
-        out = model(idx)  # the book's call
-    return out.logits if hasattr(out, "logits") else out
 
 
 def context_size_of(model: nn.Module) -> int:

@@ -28,19 +28,8 @@ from .lm_options import LMOptions
 from .splits import TRAIN, VALIDATION
 from .streaming import streaming_splits
 from .tokenize import tokenizer_fingerprint
-from .windows import check_window_args, gather_windows, too_short_error
 
-# check_window_args, gather_windows and too_short_error are imported from here by data/book.py.
-__all__ = [
-    "LMDatasets",
-    "check_window_args",
-    "content_hash",
-    "gather_windows",
-    "mix_datasets",
-    "mixing_probabilities",
-    "prepare_lm_datasets",
-    "too_short_error",
-]
+__all__ = ["LMDatasets", "content_hash", "mix_datasets", "mixing_probabilities", "prepare_lm_datasets"]
 
 
 def mixing_probabilities(weights: Iterable[float], alpha: float = 0.7) -> list[float]:

@@ -43,6 +43,16 @@ class _PairCache:
         return self.pair
 
 
+def _with_pair_cache(
+    forward: Any, x: torch.Tensor, use_cache: bool, cache: KVPair | None
+) -> tuple[torch.Tensor, KVPair | None]:
+    """The book's per-layer cache call on a package layer's `forward(x, cache=...)`: `(output, next_cache)`."""
+    if not use_cache:
+        return forward(x), None
+    pair = _PairCache(cache)
+    return forward(x, cache=pair), pair.pair
+
+
 class MultiHeadAttention(layers.MultiHeadAttention):
     """The package's causal multi-head attention, with the book's KV-cache call."""
 
@@ -50,10 +60,7 @@ class MultiHeadAttention(layers.MultiHeadAttention):
         self, x: torch.Tensor, use_cache: bool = False, start_pos: int = 0, cache: KVPair | None = None
     ) -> tuple[torch.Tensor, KVPair | None]:
         """`(context (b, T, d_out), next_cache)`; with `use_cache`, `x` holds the positions after `cache`'s."""
-        if not use_cache:
-            return super().forward(x), None
-        pair = _PairCache(cache)
-        return super().forward(x, cache=pair), pair.pair
+        return _with_pair_cache(super().forward, x, use_cache, cache)
 
 
 class TransformerBlock(layers.TransformerBlock):
@@ -63,10 +70,7 @@ class TransformerBlock(layers.TransformerBlock):
         self, x: torch.Tensor, use_cache: bool = False, start_pos: int = 0, cache: KVPair | None = None
     ) -> tuple[torch.Tensor, KVPair | None]:
         """`(output (b, T, emb_dim), next_cache)`."""
-        if not use_cache:
-            return super().forward(x), None
-        pair = _PairCache(cache)
-        return super().forward(x, cache=pair), pair.pair
+        return _with_pair_cache(super().forward, x, use_cache, cache)
 
 
 class GPTModel(ch04.GPTModel):
