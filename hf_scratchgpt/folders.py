@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,7 @@ def write_model_folder(
     template: str = "model",
     card_fields: dict[str, Any] | None = None,
     overwrite: bool = False,
+    extras: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a complete model folder at `out`, atomically, with a card rendered from `model_cards/<template>.md`.
 
@@ -120,9 +121,13 @@ def write_model_folder(
         template: Card template name.
         card_fields: Values of the template's own placeholders (the standard ones are filled in).
         overwrite: Replace an existing, non-empty `out`.
+        extras: Writes further files into the folder before it is complete (called with the folder
+            being written), e.g. a LoRA adapter or evaluation results.
     """
     with atomic_output_dir(out, overwrite) as tmp:
         save_model_files(tmp, model, tokenizer)
+        if extras is not None:
+            extras(tmp)
         card = model_card(template, model, out, command, **(card_fields or {}))
         (tmp / "README.md").write_text(card, encoding="utf-8")
     return Path(out)

@@ -206,11 +206,25 @@ def trainable_report(model: nn.Module) -> dict[str, int | float]:
 # ----------------------------------------------------------------------------- peft's adapter format
 
 
-def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str | None = None) -> Path:
+def save_lora_adapter(
+    model: nn.Module,
+    out: str | Path,
+    base_model_name_or_path: str | None = None,
+    modules_to_save: list[str] | None = None,
+    task_type: str | None = None,
+) -> Path:
     """Write the adapters in peft's format (`adapter_config.json` + `adapter_model.safetensors`).
 
     `peft.PeftModel.from_pretrained(base, out)` loads the result; `target_modules` lists the full
     names of the wrapped layers, so peft wraps exactly those.
+
+    Args:
+        model: A model with LoRA layers.
+        out: The adapter folder to write.
+        base_model_name_or_path: The base model's folder or Hub id, recorded for peft and the Hub.
+        modules_to_save: Modules trained in full and saved whole beside the adapters (peft's
+            `modules_to_save`), e.g. `["score"]`, a classifier's new head.
+        task_type: peft's task type, e.g. `"SEQ_CLS"` or `"CAUSAL_LM"` (None: a plain `PeftModel`).
     """
     layers = lora_layers(model)
     if not layers:
@@ -224,7 +238,7 @@ def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
     config = {
         "peft_type": "LORA",
-        "task_type": None,
+        "task_type": task_type,
         "r": first.rank,
         "lora_alpha": first.peft_alpha,
         "lora_dropout": dropout,
@@ -233,7 +247,7 @@ def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path
         "bias": "none",
         "fan_in_fan_out": False,
         "init_lora_weights": True,
-        "modules_to_save": None,
+        "modules_to_save": list(modules_to_save) if modules_to_save else None,
         "base_model_name_or_path": base_model_name_or_path,
         "inference_mode": True,
     }
@@ -241,6 +255,10 @@ def save_lora_adapter(model: nn.Module, out: str | Path, base_model_name_or_path
     for name, layer in layers.items():
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = layer.lora.A.detach().contiguous()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = layer.lora.B.detach().contiguous()
+    for module_name in modules_to_save or []:
+        module = model.get_submodule(module_name)  # raises AttributeError naming a missing module
+        for name, param in module.named_parameters():
+            tensors[f"{PEFT_PREFIX}{module_name}.{name}"] = param.detach().contiguous()  # peft's key for them
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out / ADAPTER_WEIGHTS, metadata={"format": "pt"})

@@ -188,8 +188,10 @@ def build_parser(prog: str, summary: str, options: list[Option], recipe: bool) -
         mentioned = o.help is not None and "default" in o.help
         shown = "" if o.default is _EMPTY or mentioned else f" (default: {o.default!r})"
         text = (o.help or "") + shown
-        if o.positional:
-            parser.add_argument(o.name, metavar=_metavar(o), help=o.help)
+        if o.positional:  # a list takes every remaining word (none too: another option may give them)
+            many = typing.get_origin(o.type) is list
+            parser.add_argument(o.name, metavar=_metavar(o) + (" ..." if many else ""), help=o.help,
+                                **({"nargs": "*"} if many else {}))  # fmt: skip
             continue
         kwargs: dict[str, Any] = {"dest": o.name, "default": argparse.SUPPRESS, "help": text}
         inner = _optional_inner(o.type) or o.type

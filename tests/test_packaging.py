@@ -1,4 +1,4 @@
-"""A wheel built from a clean checkout holds every sub-package and works when installed non-editable."""
+"""A wheel built from a clean checkout holds every sub-package and metric script and works installed non-editable."""
 
 import os
 import shutil
@@ -10,6 +10,12 @@ from .conftest import REPO
 
 PACKAGES = sorted(
     str(p.parent.relative_to(REPO)).replace(os.sep, ".") for p in (REPO / "hf_scratchgpt").rglob("__init__.py")
+)
+
+METRIC_SCRIPTS = sorted(
+    p.relative_to(REPO).as_posix()
+    for p in (REPO / "hf_scratchgpt" / "metrics").glob("*/*.py")
+    if p.stem == p.parent.name
 )
 
 
@@ -42,6 +48,9 @@ def test_wheel_holds_every_sub_package_and_installs(tmp_path):
     for package in PACKAGES:
         assert package.replace(".", "/") + "/__init__.py" in names, f"{package} is missing from the wheel"
     assert "hf_scratchgpt/model_cards/model.md" in names and "hf_scratchgpt/model_cards/pretrain.md" in names
+    assert len(METRIC_SCRIPTS) >= 3 and "hf_scratchgpt/metrics/f1/f1.py" in METRIC_SCRIPTS
+    for script in METRIC_SCRIPTS:  # evaluate.load(<folder>) needs <name>/<name>.py
+        assert script in names, f"the metric script {script} is missing from the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "scratchgpt = hf_scratchgpt.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -53,6 +62,10 @@ def test_wheel_holds_every_sub_package_and_installs(tmp_path):
         "from hf_scratchgpt.cards import render_card\n"
         "assert render_card('export_gpt2', **{f: 'x' for f in __import__('hf_scratchgpt.cards').cards.template_fields("
         "'export_gpt2')})\n"
+        "from hf_scratchgpt.metrics import load_metric, metric_path\n"
+        "from pathlib import Path\n"
+        "assert metric_path('f1').is_relative_to(Path(hf_scratchgpt.__file__).resolve().parent), metric_path('f1')\n"
+        "assert load_metric('f1', keep_in_memory=True).compute(predictions=[1], references=[1]) == {'f1': 1.0}\n"
         "print(hf_scratchgpt.__file__)\n"
         "raise SystemExit(cli.main(['--help']))\n"
     )

@@ -7,8 +7,10 @@
 (`model.tok_emb`, `model.pos_emb`, `model.drop_emb`, `model.trf_blocks`, `model.final_norm`,
 `model.out_head`) reach the parts, so `load_weights_into_gpt` and chapter 6's head swap work.
 `save_pretrained` writes a plain ScratchGPT folder (it loads as `ScratchGPTForCausalLM`, also with
-`trust_remote_code=True` where this package is absent); `load_state_dict` also takes a state dict in
-the book's layout (`torch.load("model.pth")` of the book's `GPTModel` or `GPTModelFast`).
+`trust_remote_code=True` where this package is absent), or, after chapter 6's head swap, a
+`ScratchGPTForSequenceClassification` folder (see `GPTModel.save_pretrained`); `load_state_dict` also
+takes a state dict in the book's layout (`torch.load("model.pth")` of the book's `GPTModel` or
+`GPTModelFast`).
 
 `GPTModelFast` is the same model on the fast path (`attn_implementation="sdpa"`: scaled-dot-product
 attention, fused LayerNorm and GELU). The layers are the package's (`LayerNorm`, `GELU`,
@@ -27,7 +29,7 @@ import torch
 from ..generation import generate_text_simple
 from ..model.configuration_scratchgpt import ScratchGPTConfig
 from ..model.layers_scratchgpt import GELU, FeedForward, LayerNorm, TransformerBlock
-from ..model.modeling_scratchgpt import ScratchGPTForCausalLM
+from ..model.modeling_scratchgpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
 from .ch03 import MultiHeadAttention, PyTorchMultiHeadAttention
 
 # The body's parts, which the book keeps on the model itself and the package under `model.transformer`.
@@ -115,13 +117,36 @@ class GPTModel(ScratchGPTForCausalLM):
         transformers copies the module file of the model's class into the folder as remote code and
         names the class in `config.json`; for the duration of the save the object is the package's
         class, so the folder carries the package's model files only.
+
+        After chapter 6's head swap (`out_head` an `nn.Linear` with other than `vocab_size` outputs) the
+        folder is a `ScratchGPTForSequenceClassification` one (`AutoModelForSequenceClassification`
+        loads it): `score` is the book's `out_head` (a zero bias if it had none), `num_labels` its
+        outputs. One difference: the book classifies with the last position's logits, padding
+        included; the loaded model reads the last non-padding token when it is given an
+        `attention_mask` or its config a `pad_token_id` (none is saved), and the last position otherwise.
         """
+        head = self.out_head
+        if type(head) is torch.nn.Linear and head.out_features != self.config.vocab_size:
+            return self._as_sequence_classifier().save_pretrained(*args, **kwargs)
         book_class = self.__class__
         self.__class__ = ScratchGPTForCausalLM
         try:
             return self.save_pretrained(*args, **kwargs)
         finally:
             self.__class__ = book_class
+
+    def _as_sequence_classifier(self) -> ScratchGPTForSequenceClassification:
+        """A `ScratchGPTForSequenceClassification` sharing this model's tensors, `out_head` as `score`."""
+        head = self.out_head
+        config = copy.deepcopy(self.config)
+        config.num_labels = head.out_features
+        with torch.device("meta"):  # no weights drawn: the model's own tensors are assigned below
+            classifier = ScratchGPTForSequenceClassification(config)
+        state = {name: value for name, value in self.state_dict().items() if not name.startswith("out_head.")}
+        state["score.weight"] = head.weight.detach()
+        state["score.bias"] = head.bias.detach() if head.bias is not None else head.weight.new_zeros(head.out_features)
+        classifier.load_state_dict(state, assign=True)
+        return classifier
 
 
 class GPTModelFast(GPTModel):

@@ -6,8 +6,9 @@ are read from `ds.features["label"]` (see `label_maps`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,25 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets.utils import disable_progress_bars, enable_progress_bars, is_progress_bar_enabled
 
 from ..paths import local_or_hub
 from .sources import check_text_file
 from .tokenize import encode_texts
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No datasets progress bars inside (a table of texts loads in moments; an error stays one line)."""
+    enabled = is_progress_bar_enabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            enable_progress_bars()
 
 
 def load_classification_table(
@@ -65,10 +79,14 @@ def load_classification_table(
             kwargs["delimiter"] = "\t" if fmt == "tsv" else ","
             if column_names is not None:
                 kwargs["column_names"] = list(column_names)
-        ds = load_dataset("csv" if fmt in ("tsv", "csv") else fmt, data_files=os.fspath(path), split="train", **kwargs)
+        with quiet_progress():
+            ds = load_dataset(
+                "csv" if fmt in ("tsv", "csv") else fmt, data_files=os.fspath(path), split="train", **kwargs
+            )
         where = os.fspath(path)
     else:
-        ds = load_dataset(located, split=split)
+        with quiet_progress():
+            ds = load_dataset(located, split=split)
         where = located
     for name in (text_column, label_column):
         if name not in ds.column_names:
@@ -90,6 +108,8 @@ def attach_label_set(ds: Dataset, labels: Sequence[str] | None, where: str = "da
     for i, (text, value) in enumerate(zip(texts, values)):
         if not isinstance(text, str):
             raise ValueError(f"{where}: record {i}: missing or non-text 'text' ({text!r})")
+        if not text.strip():
+            raise ValueError(f"{where}: record {i}: empty text")
         if value is None:
             raise ValueError(f"{where}: record {i}: missing label")
     if labels is None:
@@ -103,8 +123,9 @@ def attach_label_set(ds: Dataset, labels: Sequence[str] | None, where: str = "da
         key = names[value] if isinstance(value, (int, np.integer)) and 0 <= value < len(names) else str(value)
         if key not in index:
             raise ValueError(f"{where}: record {i}: label {value!r} is not in the label set {names}")
-    ds = ds.map(_label_to_id, batched=True, fn_kwargs={"names": names, "index": index})
-    return ds.cast_column("label", ClassLabel(names=names))
+    with quiet_progress():
+        ds = ds.map(_label_to_id, batched=True, fn_kwargs={"names": names, "index": index})
+        return ds.cast_column("label", ClassLabel(names=names))
 
 
 def _label_to_id(batch: dict, names: list[str], index: dict[str, int]) -> dict:
@@ -119,23 +140,39 @@ def label_maps(ds: Dataset | DatasetDict) -> tuple[dict[str, int], dict[int, str
 
 
 def balance_by_undersampling(ds: Dataset, seed: int = 123) -> Dataset:
-    """Undersample every class to the size of the smallest (the book: 747 ham + 747 spam)."""
+    """Undersample every class to the size of the smallest, drawing the book's rows (747 ham + 747 spam).
+
+    The book's `create_balanced_dataset` samples the larger class with pandas' `df.sample(n,
+    random_state=123)` and puts the sampled rows first, then the smallest class in file order. Here
+    each larger class is drawn the same way (`numpy.random.RandomState(seed)`, a fresh one per class),
+    classes in label-id order, the smallest class (the first one, on a tie) kept whole in file
+    order: on the spam data these are the book's rows, in the book's order.
+    """
     labels = np.asarray(ds["label"])
-    rng = np.random.default_rng(seed)
-    smallest = min(np.bincount(labels)[np.unique(labels)])
-    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), smallest, replace=False) for c in np.unique(labels)])
-    return ds.select(np.sort(keep))
+    present = np.unique(labels)
+    counts = {c: int((labels == c).sum()) for c in present}
+    smallest = min(present, key=lambda c: counts[c])
+    parts = []
+    for c in present:
+        rows = np.flatnonzero(labels == c)
+        if c != smallest:  # pandas' sample: RandomState(seed).choice(n, k, replace=False) = permutation(n)[:k]
+            rows = rows[np.random.RandomState(seed).permutation(len(rows))[: counts[smallest]]]
+        parts.append(rows)
+    order = [*[p for c, p in zip(present, parts) if c != smallest], parts[list(present).index(smallest)]]
+    return ds.select(np.concatenate(order))
 
 
 def split_fractions(ds: Dataset, fractions: Sequence[float], names: Sequence[str], seed: int = 123) -> DatasetDict:
     """Shuffle (seeded) and cut into consecutive parts; all parts but the last get `int(n * fraction)` rows.
 
-    The book's 70/10/20 on 1,494 balanced spam rows gives 1,045 / 149 / 300.
+    The shuffle is the book's `df.sample(frac=1, random_state=seed)` (`numpy.random.RandomState(seed)
+    .permutation(n)`), so the book's 70/10/20 on its 1,494 balanced spam rows gives its 1,045 / 149 /
+    300 rows.
     """
     if len(fractions) != len(names) or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
         raise ValueError(f"fractions {list(fractions)} must be {len(names)} non-negative numbers summing to 1")
-    shuffled = ds.shuffle(seed=seed)
-    n = len(shuffled)
+    n = len(ds)
+    shuffled = ds.select(np.random.RandomState(seed).permutation(n))
     sizes = [int(n * f) for f in fractions[:-1]]
     bounds = np.cumsum([0, *sizes, n - sum(sizes)])
     return DatasetDict({name: shuffled.select(range(int(a), int(b))) for name, a, b in zip(names, bounds, bounds[1:])})
@@ -150,12 +187,13 @@ def _tokenize_text(batch: dict, tokenizer: Any, max_length: int | None) -> dict:
 
 def tokenize_classification(ds: Dataset | DatasetDict, tokenizer: Any, max_length: int | None = None):
     """Batched, cached map: `text` -> `input_ids`; texts longer than `max_length` keep their first tokens."""
-    return ds.map(
-        _tokenize_text,
-        batched=True,
-        remove_columns=["text"],
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-    )
+    with quiet_progress():
+        return ds.map(
+            _tokenize_text,
+            batched=True,
+            remove_columns=["text"],
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+        )
 
 
 @dataclass

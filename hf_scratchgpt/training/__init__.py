@@ -5,16 +5,26 @@
 - `run`: the shared run (folder, accelerator, loaders, optimizer, schedule, checkpoints, final folder).
 - `loop`: the training loop and exact evaluation; `checkpoint`, `tracking`: its state and metrics.
 - `pretrain`: the causal-LM task and `scratchgpt pretrain`.
+- `finetune`: what fine-tuning tasks share (the starting model, train modes, LoRA adapters).
+- `classify`: the classification task and `scratchgpt finetune-classifier` (the book's chapter 6).
 """
 
 from .checkpoint import TrainState, find_resume_checkpoint, save_checkpoint
+from .classify import ClassificationTask, ClassifierConfig, finetune_classifier
 from .config import TrainConfig
+from .finetune import FinetuneConfig, FinetuneTask, apply_train_mode
 from .loop import LoopParts, LoopSettings, evaluate, lr_lambda, param_groups, train
 from .pretrain import CausalLMTask, PretrainConfig, causal_lm_loss, causal_lm_stats, pretrain
 from .run import RunInterrupted, run_training
 from .task import Task, TaskSetup
 
 __all__ = [
+    "ClassificationTask",
+    "ClassifierConfig",
+    "finetune_classifier",
+    "FinetuneConfig",
+    "FinetuneTask",
+    "apply_train_mode",
     "TrainState",
     "find_resume_checkpoint",
     "save_checkpoint",

@@ -53,8 +53,10 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: 
 
 
 @torch.no_grad()
-def evaluate(acc: Accelerator, model: nn.Module, loader: Any, task: Task, max_batches: int | None) -> dict[str, float]:
-    """The task's metrics over (the first `max_batches` of) `loader`, over all processes.
+def evaluation_totals(
+    acc: Accelerator, model: nn.Module, loader: Any, task: Task, max_batches: int | None
+) -> dict[str, float]:
+    """The task's per-example statistics summed over (the first `max_batches` of) `loader` and all processes.
 
     Per-example sums are gathered with `gather_for_metrics`, which drops the samples accelerate
     repeats to even out the last batch, so N processes give the numbers one process gives.
@@ -68,7 +70,12 @@ def evaluate(acc: Accelerator, model: nn.Module, loader: Any, task: Task, max_ba
         for name, values in acc.gather_for_metrics(task.stats(model, batch)).items():
             totals[name] = totals.get(name, 0.0) + values.double().sum().item()
     model.train(was_training)
-    return task.metrics(totals)
+    return totals
+
+
+def evaluate(acc: Accelerator, model: nn.Module, loader: Any, task: Task, max_batches: int | None) -> dict[str, float]:
+    """The task's metrics over (the first `max_batches` of) `loader`, over all processes."""
+    return task.metrics(evaluation_totals(acc, model, loader, task, max_batches))
 
 
 @dataclass

@@ -210,7 +210,7 @@ class CausalLMTask(Task):
         model.train(was_training)
         return tok.decode(new[0, ids.shape[1] :], skip_special_tokens=True)
 
-    def card_fields(self, metrics: dict[str, Any]) -> dict[str, Any]:
+    def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg, provenance = self.config, self.provenance
         return {
             "data": ", ".join(cfg.data),
@@ -219,7 +219,7 @@ class CausalLMTask(Task):
             "sample": (cfg.sample_prompt + metrics.get("sample", "")).replace("\n", " "),
         }
 
-    def summary(self, metrics: dict[str, Any]) -> str:
+    def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
         nan = float("nan")
         return (
             f"train loss {metrics.get('train_loss', nan):.4f}, val loss {metrics.get('val_loss', nan):.4f} "

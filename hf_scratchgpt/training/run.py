@@ -9,7 +9,8 @@ The run folder `OUT` (`--out`, default `runs/<name>`):
   rename, replacing an old OUT only then (`--overwrite`).
 - `OUT/config.yaml` (the effective configuration, printed once validated), `data_provenance.json`,
   `metrics.jsonl` (+ `logs/` for trackers), `checkpoints/step-N/` (atomic, exact resume),
-  `best/` (with early stopping), `final/` (the model folder with its card) and `loss.png`.
+  `best/` (with early stopping), `final/` (the model folder with its card and, for a task with a
+  final evaluation, `eval_results.json`) and `loss.png`.
 - `--resume auto` continues the run in OUT from its saved configuration; a run that fails before
   its first checkpoint is removed; Ctrl-C saves a checkpoint at the next optimizer step and prints
   the command that resumes.
@@ -39,11 +40,12 @@ from ..cards import template_fields
 from ..folders import check_output_dir, save_model_files, write_model_folder
 from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resume_checkpoint
 from .config import CONFIG_FILE, TrainConfig
-from .loop import LoopParts, LoopSettings, StopRequested, lr_lambda, param_groups, train
+from .loop import LoopParts, LoopSettings, StopRequested, evaluation_totals, lr_lambda, param_groups, train
 from .task import Task, TaskSetup
 from .tracking import JSONLTracker, plot_losses, read_metrics, truncate_metrics
 
 TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim")
+RESULTS_FILE = "eval_results.json"  # the final evaluation of a task that has one, in final/
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -210,6 +212,11 @@ def _train_and_save(
     # the book evaluates on the first batches of its shuffled training loader, drawing a new order each time
     eval_loaders = {"train": _loader(setup.train, cfg, cfg.book_mode, setup.collate_fn)}
     eval_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.evaluation.items()})
+    final_loaders = {}
+    if task.final_evaluation:  # the final weights on whole splits: train (in order), evaluation, test
+        final_loaders = {"train": _loader(setup.train, cfg, False, setup.collate_fn)}
+        final_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.evaluation.items()})
+        final_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.test.items()})
     steps_per_epoch = math.ceil(math.ceil(len(train_loader) / acc.num_processes) / cfg.grad_accum)
     max_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     epochs = math.ceil(max_steps / steps_per_epoch) if cfg.max_steps is not None else cfg.epochs
@@ -218,6 +225,7 @@ def _train_and_save(
     )
     model, optimizer, train_loader, scheduler = acc.prepare(model, optimizer, train_loader, scheduler)
     eval_loaders = {k: acc.prepare_data_loader(v) for k, v in eval_loaders.items()}
+    final_loaders = {k: acc.prepare_data_loader(v) for k, v in final_loaders.items()}
 
     state = TrainState()
     if ckpt is not None:
@@ -236,13 +244,19 @@ def _train_and_save(
 
     def write_folder(path: Path) -> None:
         unwrapped = acc.unwrap_model(model)
-        save_model_files(path, unwrapped, tok, is_main_process=acc.is_main_process, save_function=acc.save)
+        exported = task.export(unwrapped)
+        save_model_files(path, exported, tok, is_main_process=acc.is_main_process, save_function=acc.save)
+        if acc.is_main_process:
+            task.write_extras(unwrapped, path)
 
     def save_best(step: int, value: float) -> None:
         weights = f"the best {cfg.early_stopping_metric} ({value:.4f}), at step {step}"
         card = {"name": out.name, "weights": weights, "provenance": "The best weights so far of this run."}
         best = acc.unwrap_model(model)
-        write_model_folder(out / "best", best, tok, command=cfg.VERB, card_fields=card, overwrite=True)
+        write_model_folder(
+            out / "best", task.export(best), tok, command=cfg.VERB, card_fields=card, overwrite=True,
+            extras=lambda folder: task.write_extras(best, folder),
+        )  # fmt: skip
 
     settings = LoopSettings(
         max_steps=max_steps,
@@ -277,12 +291,17 @@ def _train_and_save(
             ) from None
 
     final = out / "final"
-    if acc.is_main_process:
-        final_model = acc.unwrap_model(model)
-        if cfg.early_stopping_patience is not None and (out / "best" / "config.json").is_file():
-            final_model = type(final_model).from_pretrained(out / "best")  # early stopping keeps the best weights
+    final_model = acc.unwrap_model(model)
+    if cfg.early_stopping_patience is not None and (out / "best" / "config.json").is_file():
+        task.restore(final_model, out / "best")  # early stopping keeps the best weights (on every process)
+        if acc.is_main_process:
             best = f"{cfg.early_stopping_metric} {state.best_metric:.4f}"
             print(f"final: the best weights, of step {state.best_step} ({best})")
+    results = None
+    if task.final_evaluation:
+        totals = {k: evaluation_totals(acc, model, v, task, None) for k, v in final_loaders.items()}
+        results = task.report(totals)
+    if acc.is_main_process:
         fields = {
             **{k: _fmt(k, v) for k, v in metrics.items() if isinstance(v, float)},  # the last evaluation
             "name": out.name,
@@ -292,13 +311,20 @@ def _train_and_save(
             "num_processes": acc.num_processes,
             **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay", "clip_grad")},
             **{k: getattr(cfg, k) for k in ("mixed_precision", "seed")},
-            **task.card_fields(metrics),
+            **task.card_fields(metrics, results),
         }
+
+        def extras(folder: Path) -> None:
+            task.write_extras(final_model, folder)
+            if results is not None:
+                (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
         write_model_folder(
-            final, final_model, tok, command=cfg.VERB, template=task.card_template, card_fields=fields, overwrite=True
-        )
-        plot = plot_losses(out / "metrics.jsonl", out / "loss.png")
-        print(f"final: {task.summary(metrics)}")
+            final, task.export(final_model), tok, command=cfg.VERB, template=task.card_template,
+            card_fields=fields, overwrite=True, extras=extras,
+        )  # fmt: skip
+        plot = plot_losses(out / "metrics.jsonl", out / "loss.png", metric=task.plot_metric)
+        print(f"final: {task.summary(metrics, results)}")
         print(f"model -> {final}" + (f", plot -> {plot}" if plot else ""))
     acc.wait_for_everyone()
     acc.end_training()  # last: it also ends the process group

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -31,6 +31,8 @@ class TaskSetup:
         evaluation: Named datasets evaluated every `eval_every` steps besides the training set, e.g. {"val": ...}.
         collate_fn: Batch collation for the loaders (None: torch's default).
         provenance: What the data is (written to `data_provenance.json`).
+        test: Named datasets evaluated once, with the final weights, when the task has a final
+            evaluation (`Task.final_evaluation`), e.g. {"test": ...}.
     """
 
     model: nn.Module
@@ -39,16 +41,25 @@ class TaskSetup:
     evaluation: dict[str, Any] = field(default_factory=dict)
     collate_fn: Callable | None = None
     provenance: dict = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
 
 
 class Task:
-    """A training task: subclasses set `card_template` and implement the methods.
+    """A training task: subclasses set the class attributes and implement the methods.
+
+    Class attributes:
+        card_template: The model card template (`model_cards/<name>.md`) of the final folder.
+        plot_metric: The metric plotted beside the loss in `loss.png` (train_ and val_ values logged).
+        final_evaluation: Evaluate the final weights on the whole training set, the evaluation sets
+            and `TaskSetup.test` once the run ends, and write `report`'s result as `final/eval_results.json`.
 
     Args:
         config: The run's configuration.
     """
 
-    card_template = "model"
+    card_template: ClassVar[str] = "model"
+    plot_metric: ClassVar[str] = "perplexity"
+    final_evaluation: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -80,10 +91,33 @@ class Task:
         """A short sample of the model's behaviour, logged with every evaluation (None: no sample)."""
         return None
 
-    def card_fields(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Values of the task's own card template placeholders (the run fills in steps, optimizer and metrics)."""
+    def report(self, totals: dict[str, dict[str, float]]) -> dict[str, Any]:
+        """The final evaluation's results (`final/eval_results.json`) from each split's summed statistics."""
+        return {split: self.metrics(t) for split, t in totals.items()}
+
+    def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Values of the task's own card template placeholders (the run fills in steps, optimizer and metrics).
+
+        Args:
+            metrics: The last evaluation's logged values.
+            results: The final evaluation's results (None without one).
+        """
         return {}
 
-    def summary(self, metrics: dict[str, Any]) -> str:
+    def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
         """One line that ends the run's output."""
         return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+    # ------------------------------------------------------------------ what goes into a model folder
+
+    def export(self, model: nn.Module) -> nn.Module:
+        """The model as a model folder stores it (e.g. a LoRA model merged into plain layers); default: itself."""
+        return model
+
+    def write_extras(self, model: nn.Module, folder: Path) -> None:
+        """Write files beside the model in a model folder (checkpoint, best/, final/), e.g. an adapter."""
+
+    def restore(self, model: nn.Module, folder: Path) -> None:
+        """Load the weights a model folder of this run holds into `model` (early stopping's best weights)."""
+        saved = type(model).from_pretrained(folder)
+        model.load_state_dict(saved.state_dict())

@@ -1,9 +1,8 @@
-"""Metrics: a dependency-free JSONL tracker for accelerate, and the loss/perplexity plot."""
+"""Metrics: a dependency-free JSONL tracker for accelerate, and the plot of the loss and a task metric."""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -67,27 +66,26 @@ def truncate_metrics(path: str | Path, step: int) -> None:
         tmp.replace(path)
 
 
-def plot_losses(metrics_path: str | Path, out_png: str | Path) -> Path | None:
-    """Train/validation loss and perplexity against optimizer steps (and tokens seen); None if nothing was logged."""
+def plot_losses(metrics_path: str | Path, out_png: str | Path, metric: str = "perplexity") -> Path | None:
+    """Train/validation loss and `metric` (logged as train_/val_ values) against optimizer steps (and tokens seen).
+
+    Returns None if nothing was logged.
+    """
     evals = [r for r in read_metrics(metrics_path) if "val_loss" in r or "train_loss" in r]
     if not evals:
         return None
     fig = Figure(figsize=(11, 4))  # no pyplot: no GUI backend, nothing global
     axes = fig.subplots(1, 2)
     steps = [r["step"] for r in evals]
-    for key, style in (("train_loss", "-"), ("val_loss", "--")):
-        points = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
-        if points:
-            axes[0].plot(*zip(*points), style, label=key.replace("_", " "))
-            axes[1].plot(
-                [p[0] for p in points],
-                [math.exp(min(p[1], 50)) for p in points],
-                style,
-                label=key.replace("_loss", " perplexity"),
-            )
+    for ax, name in zip(axes, ("loss", metric)):
+        for split, style in (("train", "-"), ("val", "--")):
+            points = [(r["step"], r[f"{split}_{name}"]) for r in evals if r.get(f"{split}_{name}") is not None]
+            if points:
+                ax.plot(*zip(*points), style, label=f"{split} {name}")
     axes[0].set_ylabel("loss")
-    axes[1].set_ylabel("perplexity")
-    axes[1].set_yscale("log")
+    axes[1].set_ylabel(metric)
+    if metric == "perplexity":
+        axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("optimizer step")
         ax.legend()

@@ -6,12 +6,17 @@ the tests look for it (the cwd, and their `tmp_path`), tiktoken reads GPT-2's fi
 conftest), and any download attempt fails the run. test_generate.py is a copy of test_ch02.py in
 1.0.19; it runs too.
 
+test_ch06.py and test_appendix_e.py (a spam classifier finetuned on a tiny model, with and without
+LoRA) find the unextracted `SMSSpamCollection` in `tmp_path/sms_spam_collection/`, as if its zip had
+just been extracted: `download_and_unzip_spam_data` takes its offline path and renames it to the
+`SMSSpamCollection.tsv` the tests read.
+
 test_ch05.py and test_appendix_d.py train 124M models (`GPTModel` and `GPTModelFast`, and appendix D's
 six epochs, with a 50-token sample after each epoch): about 140 s on 2 idle CPU cores with one torch
 thread (far longer with two contending ones: the subprocess uses one torch thread unless
 `OMP_NUM_THREADS` is set).
-Not run: test_appendix_e.py and test_ch06/07.py (they need `ch06`/`ch07`, later issues),
-test_appendix_a.py, test_llama3.py and test_qwen3.py (modules this package does not cover).
+Not run: test_ch07.py (it needs `ch07`, a later issue), test_appendix_a.py, test_llama3.py and
+test_qwen3.py (modules this package does not cover).
 """
 
 import os
@@ -27,6 +32,7 @@ from ..conftest import REPO, SHARED_DATA
 BOOK_TESTS = Path(llms_from_scratch.__file__).parent / "tests"
 LIGHT = ["test_ch02.py", "test_ch03.py", "test_generate.py", "test_ch04.py"]
 TRAINING = ["test_ch05.py", "test_appendix_d.py"]  # 124M models trained for a few steps and epochs
+SPAM = ["test_ch06.py", "test_appendix_e.py"]  # chapter 6's classifier (and with LoRA) on a tiny model
 
 CONFTEST = """
 import shutil
@@ -36,6 +42,7 @@ import urllib.request
 import pytest
 
 VERDICT = {verdict!r}
+SPAM = {spam!r}
 
 
 def _no_network(*args, **kwargs):
@@ -47,9 +54,11 @@ urllib.request.urlretrieve = _no_network
 
 
 @pytest.fixture
-def tmp_path(tmp_path_factory):  # the-verdict already in place, as after the tests' own download
+def tmp_path(tmp_path_factory):  # the-verdict and the spam data already in place, as after a download
     path = tmp_path_factory.mktemp("book")
     shutil.copy(VERDICT, path / "the-verdict.txt")
+    (path / "sms_spam_collection").mkdir()
+    shutil.copy(SPAM, path / "sms_spam_collection" / "SMSSpamCollection")  # extracted, not yet renamed
     return path
 
 
@@ -72,15 +81,18 @@ def _ported(source: str) -> str:
     return ported
 
 
-def _run_book_tests(tmp_path, names):
+def _run_book_tests(tmp_path, names, pytest_args=()):
     for name in names:
         (tmp_path / name).write_text(_ported((BOOK_TESTS / name).read_text(encoding="utf-8")), encoding="utf-8")
-    (tmp_path / "conftest.py").write_text(CONFTEST.format(verdict=str(SHARED_DATA / "the-verdict.txt")))
+    conftest = CONFTEST.format(
+        verdict=str(SHARED_DATA / "the-verdict.txt"), spam=str(SHARED_DATA / "SMSSpamCollection")
+    )
+    (tmp_path / "conftest.py").write_text(conftest)
     (tmp_path / "the-verdict.txt").write_bytes((SHARED_DATA / "the-verdict.txt").read_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # TIKTOKEN_CACHE_DIR and HF_HUB_OFFLINE come from conftest
     env.setdefault("OMP_NUM_THREADS", "1")  # small shared CPUs: contending torch threads ran these 3-6x slower
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *names],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args, *names],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -99,3 +111,10 @@ def test_books_tests_for_chapters_2_to_4_run_unchanged(tmp_path):
 def test_books_training_tests_for_chapter_5_and_appendix_d_run_unchanged(tmp_path):
     out = _run_book_tests(tmp_path, TRAINING)
     assert "3 passed" in out  # test_ch05 for GPTModel and GPTModelFast, test_appendix_d
+
+
+def test_books_tests_for_ch06_and_appendix_e_run_unchanged(tmp_path):
+    out = _run_book_tests(tmp_path, SPAM, pytest_args=["-rP"])  # -rP: the passed tests' printed lines too
+    assert "2 passed" in out  # test_train_classifier and test_train_classifier_lora
+    # the offline path: the extracted file found and renamed, no download tried
+    assert out.count("sms_spam_collection/SMSSpamCollection and saved as") == 2 and "Primary URL" not in out

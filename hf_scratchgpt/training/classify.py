@@ -1,0 +1,336 @@
+"""`scratchgpt finetune-classifier`: a saved ScratchGPT turned into a text classifier (stage 7.1, chapter 6).
+
+The task on the shared run: a table of texts and labels (balanced and split the book's way when
+asked), a `ScratchGPTForSequenceClassification` loaded from the model folder with a new `num_labels`
+head on the last non-padding token, the cross-entropy loss, and accuracy, macro F1 and the confusion
+matrix from the `evaluate` modules shipped in `hf_scratchgpt.metrics`. The run ends with the final
+weights evaluated on the whole train, validation and test splits (`final/eval_results.json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from datasets import DatasetDict
+from torch import nn
+
+from ..data.classification import (
+    ClassificationCollator,
+    balance_by_undersampling,
+    label_maps,
+    load_classification_table,
+    quiet_progress,
+    split_fractions,
+    tokenize_classification,
+)
+from ..metrics import classification_metrics
+from ..model import ScratchGPTForSequenceClassification
+from ..tokenization import load_tokenizer
+from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
+from .run import run_training
+from .task import TaskSetup
+
+
+@dataclass
+class ClassifierConfig(FinetuneConfig):
+    """Everything a classification fine-tuning run depends on; the defaults are the book's chapter 6.
+
+    Attributes:
+        data: A TSV/CSV/JSON/JSONL/Parquet file of texts and labels, or a Hub dataset id.
+        text_column: Column holding the text.
+        label_column: Column holding the label (names or integer ids).
+        labels: The label set in id order, e.g. [ham, spam] (null: the sorted labels found).
+        file_format: tsv, csv, json or parquet (null: from the file name; a file without a suffix needs it).
+        column_names: Column names of a file without a header row, e.g. [label, text].
+        balance: Undersample every class to the smallest one (the book: 747 ham + 747 spam).
+        val_fraction: Share of the (balanced) rows for validation.
+        test_fraction: Share of the (balanced) rows for the final test.
+        max_length: Longest input in tokens (null: the model's context length); longer texts keep their
+            first max_length tokens (the book's rule) and the run says how many were cut.
+    """
+
+    data: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = None
+    file_format: str | None = None
+    column_names: list[str] | None = None
+    balance: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    max_length: int | None = None
+    # the book's chapter-6 training: last block + final norm + new head, AdamW 5e-5, wd 0.1, 5 epochs of batch 8
+    train_mode: str = "last-block"
+    epochs: int = 5
+    max_steps: int | None = None
+    batch_size: int = 8
+    lr: float = 5e-5
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_grad: float | None = None
+    eval_every: int = 50
+    eval_batches: int | None = 5
+    save_every: int | None = 500
+    log_with: list[str] = field(default_factory=list)
+
+    VERB: ClassVar[str] = "finetune-classifier"
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data:
+            raise ValueError("data: give a table of texts and labels (--data FILE or a Hub dataset id)")
+        if not (
+            0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
+            raise ValueError(
+                f"val_fraction ({self.val_fraction}) and test_fraction ({self.test_fraction}) must be >= 0 "
+                "and leave rows for training"
+            )
+        if self.max_length is not None and self.max_length <= 0:
+            raise ValueError(f"max_length must be > 0, got {self.max_length!r}")
+
+    def default_name(self) -> str:
+        """`<model folder>-<data stem>-classifier`."""
+        model = Path(self.model.rstrip("/")) if self.model else Path("model")
+        model_name = model.parent.name if model.name == "final" else model.name
+        return f"{model_name}-{Path(self.data or 'data').stem}-classifier"
+
+
+def load_classification_splits(cfg: ClassifierConfig) -> DatasetDict:
+    """The table of `cfg.data`, checked, balanced if asked, split into train/validation/test (the book's draws).
+
+    Raises:
+        ValueError: A missing column, an empty text, a label outside the label set, or a label column
+            with fewer than two classes (each named).
+    """
+    table = load_classification_table(
+        cfg.data,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        file_format=cfg.file_format,
+        column_names=cfg.column_names,
+        labels=cfg.labels,
+    )
+    names = table.features["label"].names
+    found = sorted({names[i] for i in table["label"]})
+    if len(found) < 2:
+        raise ValueError(
+            f"{cfg.data}: the label column {cfg.label_column!r} holds one class only ({found[0]!r}); "
+            f"a classifier needs at least two"
+        )
+    if cfg.balance:
+        table = balance_by_undersampling(table, cfg.seed)
+    train_fraction = 1.0 - cfg.val_fraction - cfg.test_fraction
+    return split_fractions(
+        table, (train_fraction, cfg.val_fraction, cfg.test_fraction), ("train", "validation", "test"), cfg.seed
+    )
+
+
+def classification_stats(model: nn.Module, batch: dict, num_labels: int) -> dict[str, torch.Tensor]:
+    """Per example, `(b,)` each: the loss, whether it was right, and its cell of the confusion matrix."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"]
+    predicted = logits.argmax(-1)
+    stats = {
+        "loss_sum": F.cross_entropy(logits, labels, reduction="none"),
+        "correct": (predicted == labels).double(),
+        "examples": torch.ones_like(labels, dtype=torch.float64),
+    }
+    for true in range(num_labels):
+        for pred in range(num_labels):
+            stats[f"cm_{true}_{pred}"] = ((labels == true) & (predicted == pred)).double()
+    return stats
+
+
+def confusion_from_totals(totals: dict[str, float], num_labels: int) -> np.ndarray:
+    """The `(num_labels, num_labels)` confusion counts (rows: true class, columns: predicted) in summed stats."""
+    return np.array(
+        [[round(totals.get(f"cm_{t}_{p}", 0.0)) for p in range(num_labels)] for t in range(num_labels)], dtype=int
+    )
+
+
+class ClassificationTask(FinetuneTask):
+    """Fine-tuning a ScratchGPT to classify texts (the book's chapter 6)."""
+
+    card_template = "classifier"
+    plot_metric = "accuracy"
+    final_evaluation = True
+    head_modules = ("score",)
+    peft_task_type = "SEQ_CLS"
+    config: ClassifierConfig
+
+    def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
+        cfg = self.config
+        base_config, where = scratchgpt_config(cfg.model)
+        tok = load_tokenizer(resume_from if resume_from is not None else where)
+        with acc.main_process_first():
+            splits = load_classification_splits(cfg)
+        label2id, id2label = label_maps(splits)
+        self.labels = [id2label[i] for i in range(len(id2label))]
+        context = base_config.context_length
+        if cfg.max_length is not None and cfg.max_length > context:
+            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
+        max_length = cfg.max_length or context
+        train_sha256 = _rows_sha256(splits["train"])
+        with acc.main_process_first():
+            full = tokenize_classification(splits, tok, max_length=None)
+        truncated = {k: int(sum(len(x) > max_length for x in v["input_ids"])) for k, v in full.items()}
+        with acc.main_process_first(), quiet_progress():  # the book's rule: the first max_length tokens
+            data = full.map(_truncate, batched=True, fn_kwargs={"max_length": max_length})
+        if any(truncated.values()):
+            cut = ", ".join(f"{n} {k}" for k, n in truncated.items() if n)
+            print(f"texts longer than {max_length} tokens keep their first {max_length} tokens: {cut}")
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        overrides: dict[str, Any] = {"num_labels": len(self.labels), "id2label": id2label, "label2id": label2id}
+        overrides["pad_token_id"] = pad
+        if cfg.drop_rate is not None:
+            overrides["drop_rate"] = cfg.drop_rate
+        set_seed(cfg.seed)  # the new head's weights depend on the seed alone
+        with quiet_loading():
+            model = ScratchGPTForSequenceClassification.from_pretrained(str(where), **overrides)
+        self.prepare(model, cfg.model if isinstance(where, str) else where)
+        self.provenance = {
+            "data": str(cfg.data),
+            "train_sha256": train_sha256,
+            "labels": self.labels,
+            "balanced": cfg.balance,
+            **{f"{k}_examples": len(v) for k, v in data.items()},
+            **{
+                f"{k}_class_counts": np.bincount(v["label"], minlength=len(self.labels)).tolist()
+                for k, v in data.items()
+            },
+            "max_length": max_length,
+            "truncated": truncated,
+            "base_model": self.base,
+            "trainable_parameters": self.trainable["trainable"],
+        }
+        return TaskSetup(
+            model,
+            tok,
+            data["train"],
+            {"val": data["validation"]} if len(data["validation"]) else {},
+            collate_fn=ClassificationCollator(pad_token_id=pad),
+            provenance=self.provenance,
+            test={"test": data["test"]} if len(data["test"]) else {},
+        )
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return model(**batch).loss, torch.tensor(batch["labels"].numel(), device=batch["labels"].device)
+
+    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        return classification_stats(model, batch, len(self.labels))
+
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        """Mean loss, accuracy and macro F1 (through the shipped `evaluate` modules)."""
+        if not totals.get("examples"):
+            return {"loss": float("nan"), "accuracy": float("nan"), "f1": float("nan")}
+        scores = self._scores(totals)
+        return {
+            "loss": totals["loss_sum"] / totals["examples"],
+            "accuracy": scores["accuracy"],
+            "f1": scores["f1_macro"],
+        }
+
+    def _scores(self, totals: dict[str, float]) -> dict[str, Any]:
+        matrix = confusion_from_totals(totals, len(self.labels))
+        references = np.repeat(np.arange(len(self.labels)), matrix.sum(1))  # the examples behind the counts
+        predictions = np.concatenate([np.repeat(np.arange(len(self.labels)), row) for row in matrix])
+        return classification_metrics(predictions.tolist(), references.tolist(), labels=list(range(len(self.labels))))
+
+    def report(self, totals: dict[str, dict[str, float]]) -> dict[str, Any]:
+        """Per split: examples, loss, accuracy, macro F1, F1 per class and the confusion matrix."""
+        results: dict[str, Any] = {"labels": self.labels, "confusion_matrix": "rows: true label, columns: predicted"}
+        for split, t in totals.items():
+            if not t.get("examples"):
+                continue
+            scores = self._scores(t)
+            results[split] = {
+                "examples": int(t["examples"]),
+                "loss": t["loss_sum"] / t["examples"],
+                "accuracy": scores["accuracy"],
+                "f1": scores["f1_macro"],
+                "f1_per_class": dict(zip(self.labels, scores["f1_per_class"])),
+                "confusion_matrix": scores["confusion_matrix"],
+            }
+        return results
+
+    def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg, results = self.config, results or {}
+
+        def pct(split: str) -> str:
+            return f"{100 * results[split]['accuracy']:.2f} %" if split in results else "n/a"
+
+        def f1(split: str) -> str:
+            return f"{results[split]['f1']:.4f}" if split in results else "n/a"
+
+        t = self.trainable
+        matrix = results.get("test", {}).get("confusion_matrix")
+        return {
+            "base_model": self.base,
+            "data": str(cfg.data),
+            "labels": ", ".join(self.labels),
+            "split_sizes": " / ".join(
+                str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")
+            ),
+            "balanced": "yes (undersampled to the smallest class)" if cfg.balance else "no",
+            "max_length": self.provenance["max_length"],
+            "train_mode": cfg.train_mode,
+            "trainable": f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+            "epochs": cfg.epochs,
+            **{f"{s}_accuracy_pct": pct(s) for s in ("train", "val", "test")},
+            **{f"{s}_f1": f1(s) for s in ("train", "val", "test")},
+            "confusion_matrix": _matrix_table(self.labels, matrix),
+            "adapter_note": (
+                f"`adapter/` holds the LoRA adapter (rank {cfg.rank}, alpha {cfg.alpha}) in peft's format, with the "
+                f'trained head saved whole; `PeftModel.from_pretrained(base, "{cfg.out_dir / "final" / "adapter"}")` '
+                "loads it on the base model loaded with `AutoModelForSequenceClassification`."
+                if cfg.train_mode == "lora"
+                else "The weights are the whole fine-tuned model."
+            ),
+        }
+
+    def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
+        results = results or {}
+        parts = [f"{s} accuracy {100 * results[s]['accuracy']:.2f} %" for s in ("train", "val", "test") if s in results]
+        return ", ".join(parts) or super().summary(metrics)
+
+
+def _truncate(batch: dict, max_length: int) -> dict:
+    return {"input_ids": [ids[:max_length] for ids in batch["input_ids"]]}
+
+
+def _rows_sha256(ds: Any) -> str:
+    """sha256 of a split's rows (label id and text, in order): what exactly the run trained on."""
+    h = hashlib.sha256()
+    for label, text in zip(ds["label"], ds["text"]):
+        h.update(f"{label}\t{text}\n".encode())
+    return h.hexdigest()
+
+
+def _matrix_table(labels: list[str], matrix: list[list[int]] | None) -> str:
+    if matrix is None:
+        return "(no test split)"
+    head = "| true \\ predicted | " + " | ".join(labels) + " |"
+    rule = "|---|" + "---|" * len(labels)
+    rows = [f"| {label} | " + " | ".join(str(x) for x in row) + " |" for label, row in zip(labels, matrix)]
+    return "\n".join([head, rule, *rows])
+
+
+def finetune_classifier(cfg: ClassifierConfig) -> Path:
+    """Fine-tune a saved ScratchGPT as a text classifier (the book's chapter 6); returns OUT/final.
+
+    Raises (before any folder is written):
+        FileNotFoundError: A missing data file or model folder.
+        ValueError: A model folder that is not a ScratchGPT, a missing column (the columns found are
+            listed), an empty text or a label outside the label set (the record is named), a single
+            class, or an invalid option.
+    """
+    return run_training(ClassificationTask(cfg))
