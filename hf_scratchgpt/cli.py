@@ -17,7 +17,16 @@ from typing import Any
 from huggingface_hub.utils import logging as hub_logging
 from transformers.utils import logging as hf_logging
 
-from .commands import classify, convert_book, convert_gpt2, export_gpt2, generate, init_model, train_tokenizer
+from .commands import (
+    classify,
+    convert_book,
+    convert_gpt2,
+    export_gpt2,
+    generate,
+    init_model,
+    split_classifier_data,
+    train_tokenizer,
+)
 from .options import config_class, function_options, parse_args, resolve_config
 from .training.classify import finetune_classifier
 from .training.pretrain import pretrain
@@ -25,6 +34,7 @@ from .training.pretrain import pretrain
 # family -> verb -> function (the `hub` and `evaluate` families arrive with their issues)
 VERBS: dict[str, dict[str, Callable[..., Any]]] = {
     "model": {"train-tokenizer": train_tokenizer, "init-model": init_model, "generate": generate, "classify": classify},
+    "data": {"split-classifier-data": split_classifier_data},
     "convert": {"convert-gpt2": convert_gpt2, "export-gpt2": export_gpt2, "convert-book": convert_book},
     "train": {"pretrain": pretrain, "finetune-classifier": finetune_classifier},
     "hub": {},
@@ -64,10 +74,11 @@ def _summary(fn: Callable[..., Any]) -> str:
 def usage() -> str:
     """The top-level help: every verb by family."""
     lines = ["usage: scratchgpt <verb> [options] [--debug]", ""]
+    width = max(len(verb) for verbs in VERBS.values() for verb in verbs)
     for family, verbs in VERBS.items():
         if verbs:
             lines.append(f"{family}:")
-            lines += [f"  {verb:<20} {_summary(fn).splitlines()[0]}" for verb, fn in verbs.items()]
+            lines += [f"  {verb:<{width}}  {_summary(fn).splitlines()[0]}" for verb, fn in verbs.items()]
     lines += ["", "`scratchgpt <verb> --help` lists a verb's options; training verbs take --config RECIPE.yaml."]
     return "\n".join(lines)
 

@@ -293,6 +293,34 @@ def load_tokenizer(spec: str | os.PathLike) -> Any:
     return load_gpt2_tokenizer(where)
 
 
+def append_eos_when_encoding(tokenizer: Any) -> Any:
+    """Make `tokenizer(text)` end every text with the end-of-text token (in place; returns it).
+
+    A classifier reads its input's last token; with this post-processor (saved in tokenizer.json)
+    that token is always `<|endoftext|>`, seen after the whole text, whether the ids come from
+    training, `scratchgpt classify`, `pipeline("text-classification")` or `AutoTokenizer` without
+    this package. Truncation (`truncation=True, max_length=N`) keeps the first tokens and the end
+    token. `add_special_tokens=False` leaves it out. Applying it twice changes nothing.
+
+    Raises:
+        ValueError: The tokenizer has no end-of-text token or no `tokenizers` backend.
+    """
+    from tokenizers import processors
+
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if eos is None or eos_id is None or backend is None:
+        raise ValueError(f"{type(tokenizer).__name__}: appending an end token needs a fast tokenizer with an eos token")
+    if tokenizer("a")["input_ids"][-1:] == [eos_id] != tokenizer("a", add_special_tokens=False)["input_ids"][-1:]:
+        return tokenizer  # already appends it
+    template = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, eos_id)]
+    )
+    previous = backend.post_processor
+    backend.post_processor = template if previous is None else processors.Sequence([previous, template])
+    return tokenizer
+
+
 def gpt2_tokenizer() -> Any:
     """GPT-2's tokenizer: from the folder in `$SCRATCHGPT_GPT2_TOKENIZER` (encoder.json + vocab.bpe),
     else `openai-community/gpt2` from the Hugging Face cache or Hub.

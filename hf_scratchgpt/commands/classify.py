@@ -1,19 +1,21 @@
-"""`scratchgpt classify`: label texts with a saved classifier folder (stage 7.1)."""
+"""`scratchgpt classify` (label texts with a saved classifier) and `split-classifier-data` (stage 7.1)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from ..data.classification import ClassificationCollator
-from ..data.tokenize import encode_texts
+from ..data.classification import SPLITS_FILE, ClassificationCollator
+from ..folders import atomic_output_dir, check_output_dir
 from ..paths import local_or_hub
 from ..tokenization import load_tokenizer
+from ..training.classify import ClassificationData
 
 
 def load_classifier(model_dir: str) -> tuple[Any, Any]:
@@ -53,12 +55,12 @@ def classify_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int
     results = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        ids = encode_texts(tokenizer, chunk)
-        rows = [{"input_ids": list(x)[:context], "label": 0} for x in ids]
-        batch = collate(rows)
+        lengths = [len(x) for x in tokenizer(chunk)["input_ids"]]  # as training: with the tokenizer's end token
+        ids = tokenizer(chunk, truncation=True, max_length=context)["input_ids"]
+        batch = collate([{"input_ids": x, "label": 0} for x in ids])
         batch.pop("labels")
         probs = model(**batch).logits.float().softmax(-1)
-        for text, x, p in zip(chunk, ids, probs):
+        for text, n, p in zip(chunk, lengths, probs):
             best = int(p.argmax())
             results.append(
                 {
@@ -66,7 +68,7 @@ def classify_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int
                     "label": id2label[best],
                     "score": float(p[best]),
                     "probabilities": {id2label[i]: float(v) for i, v in enumerate(p)},
-                    "truncated": len(x) > context,
+                    "truncated": n > context,
                 }
             )
     return results
@@ -125,3 +127,60 @@ def classify(
             f"note: {cut} text(s) longer than {context} tokens were read up to their first {context}", file=sys.stderr
         )
     return results
+
+
+@dataclass
+class SplitDataConfig(ClassificationData):
+    """Options of `scratchgpt split-classifier-data`: the data options of finetune-classifier, and where to write.
+
+    Attributes:
+        out: Folder to write: train.jsonl, validation.jsonl, test.jsonl, pretrain.txt and splits.json.
+        overwrite: Replace an existing, non-empty out.
+    """
+
+    out: str | None = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        self.check_data_options()
+        if not self.out:
+            raise ValueError("out: give the folder to write (--out runs/NAME-data)")
+
+
+def split_classifier_data(cfg: SplitDataConfig) -> Path:
+    """Write the splits finetune-classifier draws, and the texts no held-out split holds (a pretraining corpus).
+
+    `OUT/{train,validation,test}.jsonl` hold `{"text", "label"}` rows (label names); `finetune-classifier
+    --data OUT` trains on them as they are. `OUT/pretrain.txt` holds, one per line, every text that is
+    not in the validation or test split (the training split and the rows balancing left out, minus any
+    text that also occurs in a held-out split), for pretraining on the domain without ever reading a
+    held-out text. `OUT/splits.json` records the source, label set, options and counts.
+    """
+    check_output_dir(cfg.out, cfg.overwrite)
+    splits, left_out = cfg.load_splits()
+    names = splits["train"].features["label"].names
+    held_out = {t for name in ("validation", "test") for t in splits[name]["text"]}
+    candidates = list(splits["train"]["text"]) + (list(left_out["text"]) if left_out is not None else [])
+    corpus = [t for t in candidates if t not in held_out]
+    record = {
+        "source": str(cfg.data),
+        "labels": names,
+        "balance": cfg.balance,
+        "seed": cfg.seed,
+        "fractions": {"validation": cfg.val_fraction, "test": cfg.test_fraction},
+        "examples": {name: len(part) for name, part in splits.items()},
+        "pretrain_texts": len(corpus),
+        "pretrain_texts_dropped_as_held_out_duplicates": len(candidates) - len(corpus),
+    }
+    with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
+        for name, part in splits.items():
+            rows = (
+                json.dumps({"text": t, "label": names[y]}, ensure_ascii=False)
+                for t, y in zip(part["text"], part["label"])
+            )
+            (tmp / f"{name}.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        (tmp / "pretrain.txt").write_text("".join(t + "\n" for t in corpus), encoding="utf-8")
+        (tmp / SPLITS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    counts = " / ".join(str(n) for n in record["examples"].values())
+    print(f"train / validation / test: {counts} examples; {len(corpus):,} texts for pretraining -> {cfg.out}")
+    return Path(cfg.out)

@@ -7,6 +7,7 @@ are read from `ds.features["label"]` (see `label_maps`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from .sources import check_text_file
 from .tokenize import encode_texts
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLITS = ("train", "validation", "test")
+SPLITS_FILE = "splits.json"  # what `split-classifier-data` records beside the splits (labels, counts, source)
 
 
 @contextlib.contextmanager
@@ -97,6 +100,44 @@ def load_classification_table(
     if label_column != "label":
         ds = ds.rename_column(label_column, "label")
     return attach_label_set(ds, labels, where)
+
+
+def load_split_folder(
+    folder: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    labels: Sequence[str] | None = None,
+) -> DatasetDict:
+    """A folder of ready splits: `train.<ext>` and, if present, `validation.<ext>` and `test.<ext>`.
+
+    The label set is `labels`, else the one `splits.json` records (as `split-classifier-data` writes
+    it), else the sorted labels of all splits together; every split gets the same `ClassLabel`.
+
+    Raises:
+        FileNotFoundError: No `train.*` file in the folder.
+        ValueError: What `load_classification_table` raises, naming the split's file.
+    """
+    folder = Path(folder)
+    files = {}
+    for name in SPLITS:
+        found = sorted(p for p in folder.glob(f"{name}.*") if p.suffix.lower() in _FORMATS)
+        if found:
+            files[name] = found[0]
+    if "train" not in files:
+        raise FileNotFoundError(f"{folder}: no train.jsonl (or .json/.csv/.tsv/.parquet) in this folder of splits")
+    record = folder / SPLITS_FILE
+    if labels is None and record.is_file():
+        labels = json.loads(record.read_text(encoding="utf-8")).get("labels")
+    if labels is None:
+        found_labels: set[str] = set()
+        for path in files.values():
+            found_labels |= {str(v) for v in load_classification_table(path, text_column, label_column)["label"]}
+        labels = sorted(found_labels)
+    parts = {
+        name: load_classification_table(path, text_column, label_column, labels=labels) for name, path in files.items()
+    }
+    empty = parts["train"].select([]) if "train" in parts else None
+    return DatasetDict({name: parts.get(name, empty) for name in SPLITS})
 
 
 def attach_label_set(ds: Dataset, labels: Sequence[str] | None, where: str = "dataset") -> Dataset:
@@ -179,14 +220,31 @@ def split_fractions(ds: Dataset, fractions: Sequence[float], names: Sequence[str
 
 
 def _tokenize_text(batch: dict, tokenizer: Any, max_length: int | None) -> dict:
+    if hasattr(tokenizer, "backend_tokenizer"):  # a transformers tokenizer: its special tokens too (e.g. an end token)
+        ids = tokenizer(batch["text"], verbose=False)["input_ids"]
+        long = [i for i, x in enumerate(ids) if max_length is not None and len(x) > max_length]
+        if long:  # the book's rule: keep the first tokens (and the tokenizer's own end token, if it adds one)
+            cut = tokenizer([batch["text"][i] for i in long], truncation=True, max_length=max_length, verbose=False)
+            lengths = [len(x) for x in ids]
+            for i, x in zip(long, cut["input_ids"]):
+                ids[i] = x
+            return {"input_ids": ids, "length": lengths}
+        return {"input_ids": ids, "length": [len(x) for x in ids]}
     ids = encode_texts(tokenizer, batch["text"])
-    if max_length is not None:
-        ids = [x[:max_length] for x in ids]  # the book's rule: keep the first max_length tokens
-    return {"input_ids": ids}
+    return {
+        "input_ids": [x[:max_length] if max_length is not None else x for x in ids],
+        "length": [len(x) for x in ids],
+    }
 
 
 def tokenize_classification(ds: Dataset | DatasetDict, tokenizer: Any, max_length: int | None = None):
-    """Batched, cached map: `text` -> `input_ids`; texts longer than `max_length` keep their first tokens."""
+    """Batched, cached map: `text` -> `input_ids` and `length` (the token count before truncation).
+
+    A transformers tokenizer is called as it is (with its special tokens, e.g. an end token that
+    `append_eos_when_encoding` added), so training sees exactly what `tokenizer(text)` gives a
+    pipeline. Texts longer than `max_length` keep their first tokens (the book's rule), plus the
+    tokenizer's end token if it adds one.
+    """
     with quiet_progress():
         return ds.map(
             _tokenize_text,

@@ -19,32 +19,35 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from torch import nn
 
 from ..data.classification import (
+    SPLITS,
     ClassificationCollator,
     balance_by_undersampling,
     label_maps,
     load_classification_table,
-    quiet_progress,
+    load_split_folder,
     split_fractions,
     tokenize_classification,
 )
 from ..metrics import classification_metrics
 from ..model import ScratchGPTForSequenceClassification
-from ..tokenization import load_tokenizer
+from ..tokenization import append_eos_when_encoding, load_tokenizer
 from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
 from .run import run_training
 from .task import TaskSetup
 
 
 @dataclass
-class ClassifierConfig(FinetuneConfig):
-    """Everything a classification fine-tuning run depends on; the defaults are the book's chapter 6.
+class ClassificationData:
+    """Where a classifier's texts and labels come from, and how they are split (the book's procedure).
 
     Attributes:
-        data: A TSV/CSV/JSON/JSONL/Parquet file of texts and labels, or a Hub dataset id.
+        data: A TSV/CSV/JSON/JSONL/Parquet file of texts and labels, a folder of splits (train.jsonl,
+            validation.jsonl, test.jsonl, as `scratchgpt split-classifier-data` writes them) used as they
+            are, or a Hub dataset id.
         text_column: Column holding the text.
         label_column: Column holding the label (names or integer ids).
         labels: The label set in id order, e.g. [ham, spam] (null: the sorted labels found).
@@ -53,8 +56,7 @@ class ClassifierConfig(FinetuneConfig):
         balance: Undersample every class to the smallest one (the book: 747 ham + 747 spam).
         val_fraction: Share of the (balanced) rows for validation.
         test_fraction: Share of the (balanced) rows for the final test.
-        max_length: Longest input in tokens (null: the model's context length); longer texts keep their
-            first max_length tokens (the book's rule) and the run says how many were cut.
+        seed: Seed of the balancing and the split (the book's: 123).
     """
 
     data: str | None = None
@@ -66,7 +68,65 @@ class ClassifierConfig(FinetuneConfig):
     balance: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.2
+    seed: int = 123
+
+    def check_data_options(self) -> None:
+        """Raise `ValueError` naming the first data option that cannot work."""
+        if not self.data:
+            raise ValueError("data: give a table of texts and labels (--data FILE, a folder of splits or a Hub id)")
+        val, test = self.val_fraction, self.test_fraction
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise ValueError(
+                f"val_fraction ({val}) and test_fraction ({test}) must be >= 0 and leave rows for training"
+            )
+
+    def load_splits(self) -> tuple[DatasetDict, Dataset | None]:
+        """The train/validation/test splits, and the table's rows no split holds (balancing left them out).
+
+        Raises:
+            ValueError: A missing column, an empty text, a label outside the label set, or a label column
+                with fewer than two classes (each named).
+        """
+        options = {"text_column": self.text_column, "label_column": self.label_column}
+        if Path(self.data).is_dir():
+            if self.balance:
+                raise ValueError(f"{self.data} is a folder of splits, used as it is: drop --balance")
+            return load_split_folder(self.data, labels=self.labels, **options), None
+        table = load_classification_table(
+            self.data, file_format=self.file_format, column_names=self.column_names, labels=self.labels, **options
+        )
+        names = table.features["label"].names
+        found = sorted({names[i] for i in table["label"]})
+        if len(found) < 2:
+            raise ValueError(
+                f"{self.data}: the label column {self.label_column!r} holds one class only ({found[0]!r}); "
+                f"a classifier needs at least two"
+            )
+        table = table.add_column("_row", list(range(len(table))))
+        kept = balance_by_undersampling(table, self.seed) if self.balance else table
+        train_fraction = 1.0 - self.val_fraction - self.test_fraction
+        fractions = (train_fraction, self.val_fraction, self.test_fraction)
+        splits = split_fractions(kept, fractions, SPLITS, self.seed)
+        left_out = table.filter(
+            lambda row, used: row not in used, input_columns="_row", fn_kwargs={"used": set(kept["_row"])}
+        )
+        return splits.remove_columns("_row"), left_out.remove_columns("_row")
+
+
+@dataclass
+class ClassifierConfig(FinetuneConfig, ClassificationData):
+    """Everything a classification fine-tuning run depends on; the defaults are the book's chapter 6.
+
+    Attributes:
+        max_length: Longest input in tokens (null: the model's context length); longer texts keep their
+            first tokens (the book's rule; and the end token with append_eos) and the run says how many were cut.
+        append_eos: End every text with the end-of-text token, the token the classifier reads (the saved
+            tokenizer adds it too, so pipelines see the same inputs). The book reads the last position of
+            texts padded with that token, so it reads this token for every text but the longest.
+    """
+
     max_length: int | None = None
+    append_eos: bool = True
     # the book's chapter-6 training: last block + final norm + new head, AdamW 5e-5, wd 0.1, 5 epochs of batch 8
     train_mode: str = "last-block"
     epochs: int = 5
@@ -85,53 +145,15 @@ class ClassifierConfig(FinetuneConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.data:
-            raise ValueError("data: give a table of texts and labels (--data FILE or a Hub dataset id)")
-        if not (
-            0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
-        ):
-            raise ValueError(
-                f"val_fraction ({self.val_fraction}) and test_fraction ({self.test_fraction}) must be >= 0 "
-                "and leave rows for training"
-            )
-        if self.max_length is not None and self.max_length <= 0:
-            raise ValueError(f"max_length must be > 0, got {self.max_length!r}")
+        self.check_data_options()
+        if self.max_length is not None and self.max_length <= 1:
+            raise ValueError(f"max_length must be > 1, got {self.max_length!r}")
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-classifier`."""
         model = Path(self.model.rstrip("/")) if self.model else Path("model")
         model_name = model.parent.name if model.name == "final" else model.name
-        return f"{model_name}-{Path(self.data or 'data').stem}-classifier"
-
-
-def load_classification_splits(cfg: ClassifierConfig) -> DatasetDict:
-    """The table of `cfg.data`, checked, balanced if asked, split into train/validation/test (the book's draws).
-
-    Raises:
-        ValueError: A missing column, an empty text, a label outside the label set, or a label column
-            with fewer than two classes (each named).
-    """
-    table = load_classification_table(
-        cfg.data,
-        text_column=cfg.text_column,
-        label_column=cfg.label_column,
-        file_format=cfg.file_format,
-        column_names=cfg.column_names,
-        labels=cfg.labels,
-    )
-    names = table.features["label"].names
-    found = sorted({names[i] for i in table["label"]})
-    if len(found) < 2:
-        raise ValueError(
-            f"{cfg.data}: the label column {cfg.label_column!r} holds one class only ({found[0]!r}); "
-            f"a classifier needs at least two"
-        )
-    if cfg.balance:
-        table = balance_by_undersampling(table, cfg.seed)
-    train_fraction = 1.0 - cfg.val_fraction - cfg.test_fraction
-    return split_fractions(
-        table, (train_fraction, cfg.val_fraction, cfg.test_fraction), ("train", "validation", "test"), cfg.seed
-    )
+        return f"{model_name}-{Path((self.data or 'data').rstrip('/')).stem}-classifier"
 
 
 def classification_stats(model: nn.Module, batch: dict, num_labels: int) -> dict[str, torch.Tensor]:
@@ -171,8 +193,10 @@ class ClassificationTask(FinetuneTask):
         cfg = self.config
         base_config, where = scratchgpt_config(cfg.model)
         tok = load_tokenizer(resume_from if resume_from is not None else where)
+        if cfg.append_eos:
+            append_eos_when_encoding(tok)  # saved with the model: pipelines read the same token
         with acc.main_process_first():
-            splits = load_classification_splits(cfg)
+            splits, _ = cfg.load_splits()
         label2id, id2label = label_maps(splits)
         self.labels = [id2label[i] for i in range(len(id2label))]
         context = base_config.context_length
@@ -181,10 +205,8 @@ class ClassificationTask(FinetuneTask):
         max_length = cfg.max_length or context
         train_sha256 = _rows_sha256(splits["train"])
         with acc.main_process_first():
-            full = tokenize_classification(splits, tok, max_length=None)
-        truncated = {k: int(sum(len(x) > max_length for x in v["input_ids"])) for k, v in full.items()}
-        with acc.main_process_first(), quiet_progress():  # the book's rule: the first max_length tokens
-            data = full.map(_truncate, batched=True, fn_kwargs={"max_length": max_length})
+            data = tokenize_classification(splits, tok, max_length=max_length)
+        truncated = {k: int(sum(n > max_length for n in v["length"])) for k, v in data.items()}
         if any(truncated.values()):
             cut = ", ".join(f"{n} {k}" for k, n in truncated.items() if n)
             print(f"texts longer than {max_length} tokens keep their first {max_length} tokens: {cut}")
@@ -202,6 +224,7 @@ class ClassificationTask(FinetuneTask):
             "train_sha256": train_sha256,
             "labels": self.labels,
             "balanced": cfg.balance,
+            "append_eos": cfg.append_eos,
             **{f"{k}_examples": len(v) for k, v in data.items()},
             **{
                 f"{k}_class_counts": np.bincount(v["label"], minlength=len(self.labels)).tolist()
@@ -301,10 +324,6 @@ class ClassificationTask(FinetuneTask):
         results = results or {}
         parts = [f"{s} accuracy {100 * results[s]['accuracy']:.2f} %" for s in ("train", "val", "test") if s in results]
         return ", ".join(parts) or super().summary(metrics)
-
-
-def _truncate(batch: dict, max_length: int) -> dict:
-    return {"input_ids": [ids[:max_length] for ids in batch["input_ids"]]}
 
 
 def _rows_sha256(ds: Any) -> str:

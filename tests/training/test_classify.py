@@ -121,6 +121,19 @@ def test_classify_cli_text_file_and_jsonl(trained, tmp_path, capsys):
     assert line.split("\t")[0] == records[0]["label"] and texts[0] in line
 
 
+def test_classify_bad_input_is_one_line(trained, base_model, tmp_path, capsys):
+    final = trained / "final"
+    for argv, message in [
+        ([str(base_model), "hello"], "holds a ScratchGPTForCausalLM, not a classifier"),
+        ([str(final)], "nothing to classify: give texts after MODEL_DIR or --file FILE"),
+        ([str(final), "--file", str(tmp_path / "none.txt")], "no such file"),
+        ([str(tmp_path), "hello"], "is not a model folder (no config.json in it)"),
+    ]:
+        assert main(["classify", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
 FRESH = textwrap.dedent(
     """
     import json, sys
@@ -250,3 +263,52 @@ def test_not_a_scratchgpt_model_and_long_texts(base_model, data_csv, tmp_path, c
     out = capsys.readouterr().out
     assert "texts longer than 3 tokens keep their first 3 tokens: 140 train, 20 validation, 40 test" in out
     assert json.loads((tmp_path / "short" / "data_provenance.json").read_text())["max_length"] == 3
+
+
+def test_split_classifier_data_writes_the_splits_and_a_held_in_corpus(base_model, data_csv, tmp_path, capsys):
+    out = tmp_path / "splits"
+    args = ["--data", str(data_csv), "--text-column", "review", "--label-column", "sentiment", "--balance"]
+    assert main(["split-classifier-data", *args, "--out", str(out)]) == 0
+    rows = {
+        n: [json.loads(x) for x in (out / f"{n}.jsonl").read_text().splitlines()]
+        for n in ("train", "validation", "test")
+    }
+    assert [len(v) for v in rows.values()] == [140, 20, 40]
+    record = json.loads((out / "splits.json").read_text())
+    assert record["labels"] == ["neg", "pos"] and record["examples"] == {"train": 140, "validation": 20, "test": 40}
+    corpus = (out / "pretrain.txt").read_text().splitlines()
+    held_out = {r["text"] for n in ("validation", "test") for r in rows[n]}
+    assert corpus and not held_out & set(corpus)  # no held-out text is ever pretrained on
+    assert set(corpus) <= {r["text"] for r in rows["train"]}  # balanced 100/100 already: nothing left out
+    assert len(corpus) == 140 - record["pretrain_texts_dropped_as_held_out_duplicates"]
+    # the same split as finetune-classifier draws from the table itself
+    cfg = resolve_config(ClassifierConfig, ["--model", str(base_model), "--data", str(data_csv), *args[2:]])
+    splits, _ = cfg.load_splits()
+    assert list(splits["test"]["text"]) == [r["text"] for r in rows["test"]]
+    # a folder of splits trains as it is; the saved tokenizer ends every text with the end token
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "finetune-classifier",
+                "--model",
+                str(base_model),
+                "--data",
+                str(out),
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((run / "data_provenance.json").read_text())["test_examples"] == 40
+    tok = load_tokenizer(run / "final")
+    assert (
+        tok("great day")["input_ids"][-1]
+        == tok.eos_token_id
+        != tok("great day", add_special_tokens=False)["input_ids"][-1]
+    )
+    assert main(["split-classifier-data", *args, "--out", str(out)]) == 2  # exists: refused, nothing lost
+    assert "already exists" in capsys.readouterr().err and (out / "train.jsonl").is_file()

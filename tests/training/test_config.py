@@ -1,11 +1,13 @@
-"""The pretraining configuration: types, recipes, overrides, and every recipe checked against the schema."""
+"""Training configurations: types, recipes, overrides, and every recipe checked against its verb's schema."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hf_scratchgpt.options import config_options, load_recipe, parse_args, resolve_config
+from hf_scratchgpt.cli import find_verb
+from hf_scratchgpt.options import config_class, config_options, from_mapping, load_recipe, parse_args, resolve_config
 from hf_scratchgpt.training.pretrain import PretrainConfig
 
 from ..conftest import REPO
@@ -132,3 +134,18 @@ def test_the_five_accelerate_setups_exist():
         "multi-gpu-ddp.yaml",
         "fsdp.yaml",
     }
+
+
+FINETUNE_RECIPES = sorted((REPO / "recipes" / "finetune").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FINETUNE_RECIPES, ids=lambda p: p.name)
+def test_every_finetune_recipe_names_its_verb_and_loads_with_that_verbs_config(path):
+    lines = path.read_text().splitlines()
+    match = re.match(r"# Run: +scratchgpt ([\w-]+) --config (\S+)", lines[0])
+    assert match and match.group(2) == str(path.relative_to(REPO))  # the command runs this very file
+    assert any(line.startswith("# Expected:") for line in lines[:4])
+    cls = config_class(find_verb(match.group(1)))
+    cfg = from_mapping(cls, load_recipe(path), str(path))
+    cfg.validate()
+    assert cfg.seed == 123  # the book's seed: its balanced rows and split
