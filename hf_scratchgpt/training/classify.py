@@ -47,7 +47,7 @@ class ClassificationData:
     Attributes:
         data: A TSV/CSV/JSON/JSONL/Parquet file of texts and labels, a folder of splits (train.jsonl,
             validation.jsonl, test.jsonl, as `scratchgpt split-classifier-data` writes them) used as they
-            are, or a Hub dataset id.
+            are, or a Hub dataset id (its train split, split like a table).
         text_column: Column holding the text.
         label_column: Column holding the label (names or integer ids).
         labels: The label set in id order, e.g. [ham, spam] (null: the sorted labels found).
@@ -207,7 +207,7 @@ class ClassificationTask(FinetuneTask):
         with acc.main_process_first():
             data = tokenize_classification(splits, tok, max_length=max_length)
         truncated = {k: int(sum(n > max_length for n in v["length"])) for k, v in data.items()}
-        if any(truncated.values()):
+        if any(truncated.values()) and acc.is_main_process:
             cut = ", ".join(f"{n} {k}" for k, n in truncated.items() if n)
             print(f"texts longer than {max_length} tokens keep their first {max_length} tokens: {cut}")
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -218,7 +218,7 @@ class ClassificationTask(FinetuneTask):
         set_seed(cfg.seed)  # the new head's weights depend on the seed alone
         with quiet_loading():
             model = ScratchGPTForSequenceClassification.from_pretrained(str(where), **overrides)
-        self.prepare(model, cfg.model if isinstance(where, str) else where)
+        self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
         self.provenance = {
             "data": str(cfg.data),
             "train_sha256": train_sha256,

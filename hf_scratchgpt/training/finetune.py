@@ -151,15 +151,16 @@ class FinetuneTask(Task):
     peft_task_type: ClassVar[str | None] = None
     config: FinetuneConfig
 
-    def prepare(self, model: nn.Module, source: str | Path) -> nn.Module:
-        """Apply the train mode to the model loaded from `source`; prints what trains."""
+    def prepare(self, model: nn.Module, source: str | Path, verbose: bool = True) -> nn.Module:
+        """Apply the train mode to the model loaded from `source`; says what trains when `verbose`."""
         self.base = source if isinstance(source, str) else str(Path(source).resolve())
         self.trainable = apply_train_mode(model, self.config, self.head_modules)
         t = self.trainable
-        print(
-            f"train mode {self.config.train_mode}: {t['trainable']:,} of {t['total']:,} parameters trainable "
-            f"({t['percent']:.2f} %)"
-        )
+        if verbose:
+            print(
+                f"train mode {self.config.train_mode}: {t['trainable']:,} of {t['total']:,} parameters trainable "
+                f"({t['percent']:.2f} %)"
+            )
         return model
 
     def export(self, model: nn.Module) -> nn.Module:
