@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from ..data.classification import SPLITS_FILE, ClassificationCollator
+from ..data.tokenize import encode_truncated
 from ..folders import atomic_output_dir, check_output_dir
 from ..paths import local_or_hub
 from ..tokenization import load_tokenizer
@@ -55,8 +56,7 @@ def classify_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int
     results = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        lengths = [len(x) for x in tokenizer(chunk)["input_ids"]]  # as training: with the tokenizer's end token
-        ids = tokenizer(chunk, truncation=True, max_length=context)["input_ids"]
+        ids, lengths = encode_truncated(tokenizer, chunk, context)  # as in training: with its end token
         batch = collate([{"input_ids": x, "label": 0} for x in ids])
         batch.pop("labels")
         probs = model(**batch).logits.float().softmax(-1)

@@ -21,7 +21,7 @@ from datasets.utils import disable_progress_bars, enable_progress_bars, is_progr
 
 from ..paths import local_or_hub
 from .sources import check_text_file
-from .tokenize import encode_texts
+from .tokenize import encode_texts, encode_truncated
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLITS = ("train", "validation", "test")
@@ -221,15 +221,8 @@ def split_fractions(ds: Dataset, fractions: Sequence[float], names: Sequence[str
 
 def _tokenize_text(batch: dict, tokenizer: Any, max_length: int | None) -> dict:
     if hasattr(tokenizer, "backend_tokenizer"):  # a transformers tokenizer: its special tokens too (e.g. an end token)
-        ids = tokenizer(batch["text"], verbose=False)["input_ids"]
-        long = [i for i, x in enumerate(ids) if max_length is not None and len(x) > max_length]
-        if long:  # the book's rule: keep the first tokens (and the tokenizer's own end token, if it adds one)
-            cut = tokenizer([batch["text"][i] for i in long], truncation=True, max_length=max_length, verbose=False)
-            lengths = [len(x) for x in ids]
-            for i, x in zip(long, cut["input_ids"]):
-                ids[i] = x
-            return {"input_ids": ids, "length": lengths}
-        return {"input_ids": ids, "length": [len(x) for x in ids]}
+        ids, lengths = encode_truncated(tokenizer, batch["text"], max_length)
+        return {"input_ids": ids, "length": lengths}
     ids = encode_texts(tokenizer, batch["text"])
     return {
         "input_ids": [x[:max_length] if max_length is not None else x for x in ids],

@@ -34,6 +34,31 @@ def _byte_level_backend(tokenizer: Any) -> Any:
     return backend if ok else None
 
 
+def encode_truncated(tokenizer: Any, texts: list[str], max_length: int | None) -> tuple[list[list[int]], list[int]]:
+    """Token ids as `tokenizer(text)` gives them (its special tokens included) and each text's full length.
+
+    Texts longer than `max_length` keep their first tokens and the tokenizer's special tokens (its
+    truncation, as a pipeline's `truncation=True`). The tokenizer's truncation setting is left as it
+    was: a truncating call switches it on in the backend, where `encode_texts` would then meet it.
+    """
+    ids = tokenizer(texts, verbose=False)["input_ids"]
+    lengths = [len(x) for x in ids]
+    long = [i for i, n in enumerate(lengths) if max_length is not None and n > max_length]
+    if long:
+        backend = tokenizer.backend_tokenizer
+        before = backend.truncation
+        try:
+            cut = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length, verbose=False)
+        finally:
+            if before is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**before)
+        for i, x in zip(long, cut["input_ids"]):
+            ids[i] = x
+    return ids, lengths
+
+
 def split_at_safe_spaces(text: str, piece_chars: int = PIECE_CHARS) -> list[str]:
     """Cut `text` about every `piece_chars` characters, just before a space between two non-spaces."""
     pieces, start = [], 0

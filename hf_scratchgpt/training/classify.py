@@ -29,6 +29,7 @@ from ..data.classification import (
     label_maps,
     load_classification_table,
     load_split_folder,
+    quiet_progress,
     split_fractions,
     tokenize_classification,
 )
@@ -107,9 +108,10 @@ class ClassificationData:
         train_fraction = 1.0 - self.val_fraction - self.test_fraction
         fractions = (train_fraction, self.val_fraction, self.test_fraction)
         splits = split_fractions(kept, fractions, SPLITS, self.seed)
-        left_out = table.filter(
-            lambda row, used: row not in used, input_columns="_row", fn_kwargs={"used": set(kept["_row"])}
-        )
+        with quiet_progress():
+            left_out = table.filter(
+                lambda row, used: row not in used, input_columns="_row", fn_kwargs={"used": set(kept["_row"])}
+            )
         return splits.remove_columns("_row"), left_out.remove_columns("_row")
 
 
@@ -207,6 +209,7 @@ class ClassificationTask(FinetuneTask):
         with acc.main_process_first():
             data = tokenize_classification(splits, tok, max_length=max_length)
         truncated = {k: int(sum(n > max_length for n in v["length"])) for k, v in data.items()}
+        self.longest = {k: max(v["length"], default=0) for k, v in data.items()}
         if any(truncated.values()) and acc.is_main_process:
             cut = ", ".join(f"{n} {k}" for k, n in truncated.items() if n)
             print(f"texts longer than {max_length} tokens keep their first {max_length} tokens: {cut}")
@@ -303,11 +306,17 @@ class ClassificationTask(FinetuneTask):
             "split_sizes": " / ".join(
                 str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")
             ),
-            "balanced": "yes (undersampled to the smallest class)" if cfg.balance else "no",
+            "balanced": (
+                "yes (undersampled to the smallest class)"
+                if cfg.balance
+                else "as given (a folder of splits)"
+                if Path(cfg.data).is_dir()
+                else "no"
+            ),
             "max_length": self.provenance["max_length"],
+            "longest_text": max(self.longest.values()),
             "train_mode": cfg.train_mode,
             "trainable": f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
-            "epochs": cfg.epochs,
             **{f"{s}_accuracy_pct": pct(s) for s in ("train", "val", "test")},
             **{f"{s}_f1": f1(s) for s in ("train", "val", "test")},
             "confusion_matrix": _matrix_table(self.labels, matrix),

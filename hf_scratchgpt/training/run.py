@@ -309,7 +309,8 @@ def _train_and_save(
             "tokens_seen": f"{state.tokens_seen:,}",
             "global_batch": global_batch,
             "num_processes": acc.num_processes,
-            **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay", "clip_grad")},
+            **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay")},
+            "clip_grad": "none" if cfg.clip_grad is None else cfg.clip_grad,
             **{k: getattr(cfg, k) for k in ("mixed_precision", "seed")},
             **task.card_fields(metrics, results),
         }

@@ -85,6 +85,8 @@ def test_tokenize_truncation_keeps_the_first_tokens(gpt2_tokenizer, shared_data)
     tokd = tokenize_classification(data["train"].select(range(20)), gpt2_tokenizer, max_length=5)
     full = gpt2_tokenizer(data["train"][0]["text"])["input_ids"]
     assert tokd[0]["input_ids"] == full[:5] and max(len(x) for x in list(tokd["input_ids"])) <= 5
+    assert tokd[0]["length"] == len(full)  # the length before truncation
+    assert gpt2_tokenizer.backend_tokenizer.truncation is None  # the shared tokenizer is left untruncating
 
 
 def test_collated_batch_runs_through_the_classifier(shared_data, gpt2_tokenizer):
