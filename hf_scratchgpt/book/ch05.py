@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..generation import generate_text
-from ._common import context_size_of, encode_text, logits_of
+from ._common import average_batch_loss, context_size_of, encode_text, logits_of, train_and_val_loss
 from .ch04 import generate_text_simple
 
 DOWNLOAD_TIMEOUT_S = 60  # seconds without an answer before a download attempt gives up
@@ -71,27 +71,14 @@ def calc_loss_batch(
 
 def calc_loss_loader(data_loader: Any, model: nn.Module, device: Any, num_batches: int | None = None) -> float:
     """Average batch loss over the first `num_batches` batches (all by default); NaN for an empty loader."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total_loss = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total_loss / num_batches
+    return average_batch_loss(calc_loss_batch, data_loader, model, device, num_batches)
 
 
 def evaluate_model(
     model: nn.Module, train_loader: Any, val_loader: Any, device: Any, eval_iter: int
 ) -> tuple[float, float]:
     """Training and validation loss on the first `eval_iter` batches of each loader, in eval mode."""
-    model.eval()
-    with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
-    model.train()
-    return train_loss, val_loss
+    return train_and_val_loss(calc_loss_batch, model, train_loader, val_loader, device, eval_iter)
 
 
 def generate_and_print_sample(model: nn.Module, tokenizer: Any, device: Any, start_context: str) -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.tokenize import encode, encode_texts
-from ._common import context_size_of, logits_of
+from ._common import average_batch_loss, context_size_of, logits_of, train_and_val_loss
 from .ch05 import DOWNLOAD_TIMEOUT_S
 
 SPAM_FILE_NAME = "SMSSpamCollection"  # the data file inside the UCI zip (label<TAB>text lines, no header)
@@ -235,27 +235,14 @@ def calc_loss_batch(
 
 def calc_loss_loader(data_loader: Any, model: nn.Module, device: Any, num_batches: int | None = None) -> float:
     """Average batch loss over the first `num_batches` batches (all by default); NaN for an empty loader."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total_loss = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total_loss / num_batches
+    return average_batch_loss(calc_loss_batch, data_loader, model, device, num_batches)
 
 
 def evaluate_model(
     model: nn.Module, train_loader: Any, val_loader: Any, device: Any, eval_iter: int
 ) -> tuple[float, float]:
     """Training and validation loss on the first `eval_iter` batches of each loader, in eval mode."""
-    model.eval()
-    with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
-    model.train()
-    return train_loss, val_loss
+    return train_and_val_loss(calc_loss_batch, model, train_loader, val_loader, device, eval_iter)
 
 
 def train_classifier_simple(
