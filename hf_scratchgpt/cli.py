@@ -18,25 +18,34 @@ from huggingface_hub.utils import logging as hub_logging
 from transformers.utils import logging as hf_logging
 
 from .commands import (
+    chat,
     classify,
     convert_book,
     convert_gpt2,
     export_gpt2,
     generate,
     init_model,
+    make_instruction_suite,
     split_classifier_data,
     train_tokenizer,
 )
 from .options import config_class, function_options, parse_args, resolve_config
 from .training.classify import finetune_classifier
+from .training.instruct import finetune_instruct
 from .training.pretrain import pretrain
 
 # family -> verb -> function (the `hub` and `evaluate` families arrive with their issues)
 VERBS: dict[str, dict[str, Callable[..., Any]]] = {
-    "model": {"train-tokenizer": train_tokenizer, "init-model": init_model, "generate": generate, "classify": classify},
-    "data": {"split-classifier-data": split_classifier_data},
+    "model": {
+        "train-tokenizer": train_tokenizer,
+        "init-model": init_model,
+        "generate": generate,
+        "classify": classify,
+        "chat": chat,
+    },
+    "data": {"split-classifier-data": split_classifier_data, "make-instruction-suite": make_instruction_suite},
     "convert": {"convert-gpt2": convert_gpt2, "export-gpt2": export_gpt2, "convert-book": convert_book},
-    "train": {"pretrain": pretrain, "finetune-classifier": finetune_classifier},
+    "train": {"pretrain": pretrain, "finetune-classifier": finetune_classifier, "finetune-instruct": finetune_instruct},
     "hub": {},
     "evaluate": {},
 }

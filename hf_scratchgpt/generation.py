@@ -1,11 +1,17 @@
-"""The book's text-generation helpers (chapters 4.7 and 5.3), as thin functions over any model.
+"""The book's text-generation helpers (chapters 4.7 and 5.3), and batched responses to prompts.
 
-They recompute the whole (cropped) context every step, exactly as the book does; `model.generate()`
-is the fast path with a KV cache, sampling strategies and beam search. Put the model in `eval()`
-mode first, as the book does, or dropout makes greedy decoding random.
+`generate_text_simple` and `generate_text` recompute the whole (cropped) context every step, exactly
+as the book does; `model.generate()` is the fast path with a KV cache, sampling strategies and beam
+search. Put the model in `eval()` mode first, as the book does, or dropout makes greedy decoding
+random. `generate_responses` answers many prompts with `model.generate()` in left-padded batches
+(the test split of an instruction run, a judge's inputs).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,4 +99,90 @@ def generate_text(
     return idx
 
 
-__all__ = ["generate_text", "generate_text_simple", "logits_of"]
+@dataclass
+class Response:
+    """One generated response.
+
+    Attributes:
+        text: The decoded new tokens, up to (not including) the end token, special tokens skipped.
+        ended: The model produced the end token within the token budget.
+        prompt_tokens: Length of the prompt in tokens.
+        new_tokens: Tokens generated, the end token included.
+    """
+
+    text: str
+    ended: bool
+    prompt_tokens: int
+    new_tokens: int
+
+
+@torch.no_grad()
+def generate_responses(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int | None = None,
+    batch_size: int = 16,
+) -> list[Response]:
+    """Greedy responses to token-id prompts, in batches of similar length, left-padded, with the KV cache.
+
+    Each prompt gets at most `max_new_tokens` new tokens, and no more than the room the longest
+    prompt of its batch leaves in the context (batches group prompts by length); it stops at
+    `eos_token_id`.
+
+    Args:
+        model: A transformers causal LM (its config's `max_position_embeddings` is the context).
+        tokenizer: Decodes the new tokens.
+        prompts: Token ids of each prompt; each must leave room for one new token.
+        max_new_tokens: Most tokens per response.
+        eos_token_id: The end token.
+        pad_token_id: Padding id (default: the end token).
+        batch_size: Prompts per `generate` call.
+
+    Raises:
+        ValueError: A prompt that fills the context (its index is named).
+    """
+    context = model.config.max_position_embeddings
+    pad = eos_token_id if pad_token_id is None else pad_token_id
+    for i, ids in enumerate(prompts):
+        if not 0 < len(ids) < context:
+            raise ValueError(
+                f"prompt {i} has {len(ids)} tokens; it must have 1 to {context - 1} (the context is {context})"
+            )
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Response | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):  # left padding: every prompt ends at the last column
+            ids[r, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
+            mask[r, width - len(prompts[i]) :] = 1
+        budget = min(max_new_tokens, context - width)
+        out = model.generate(
+            ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=budget,
+            do_sample=False,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad,
+        )
+        for r, i in enumerate(rows):
+            new = out[r, width:].tolist()
+            ended = eos_token_id in new
+            new = new[: new.index(eos_token_id) + 1] if ended else new
+            text_ids = new[:-1] if ended else new
+            text = tokenizer.decode(text_ids, skip_special_tokens=True)
+            results[i] = Response(text, ended, len(prompts[i]), len(new))
+    model.train(was_training)
+    return [r for r in results if r is not None]
+
+
+__all__ = ["Response", "generate_responses", "generate_text", "generate_text_simple", "logits_of"]

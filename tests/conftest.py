@@ -12,6 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+pytest_plugins = ("tests.judge_server",)  # the judge_server and closed_port fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", REPO.parent / "shared" / "data"))
 os.environ.setdefault("SCRATCHGPT_GPT2_TOKENIZER", str(SHARED_DATA / "gpt2"))  # GPT-2's files, offline

@@ -1,4 +1,5 @@
-"""The package's own `evaluate` metrics: offline loading from their folders, exact values, classification_metrics.
+"""The package's own `evaluate` metrics: offline loading from their folders, exact values, classification_metrics and
+generation_metrics.
 
 conftest.py sets HF_HUB_OFFLINE=1 and a throwaway HF_HOME before anything imports evaluate, so every load below
 is offline and writes only there. Metrics are loaded with keep_in_memory=True except where the on-disk cache is tested.
@@ -6,7 +7,9 @@ is offline and writes only there. Metrics are loaded with keep_in_memory=True ex
 
 import ast
 import inspect
+import itertools
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -18,11 +21,17 @@ from hf_scratchgpt.metrics import (
     METRICS_DIR,
     available_metrics,
     classification_metrics,
+    generation_metrics,
     load_metric,
     metric_path,
 )
 
-NAMES = ["accuracy", "confusion_matrix", "f1"]
+CLASS_ID_NAMES = ["accuracy", "confusion_matrix", "f1"]
+TEXT_NAMES = ["exact_match", "rouge_l", "token_f1"]
+NAMES = sorted(CLASS_ID_NAMES + TEXT_NAMES)
+# per metric: the dtype of its features and a small input to compute
+SAMPLES = {name: ("int32", {"predictions": [0, 1, 1], "references": [0, 1, 0]}) for name in CLASS_ID_NAMES}
+SAMPLES |= {name: ("string", {"predictions": ["a b", "c"], "references": ["a b", "d"]}) for name in TEXT_NAMES}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +68,9 @@ def test_loads_offline_from_the_package_into_the_isolated_hf_home(name, capfd):
     assert copy.is_relative_to(Path(os.environ["HF_HOME"]).resolve()) and copy.name == f"{name}.py"
     assert copy.read_text(encoding="utf-8") == (METRICS_DIR / name / f"{name}.py").read_text(encoding="utf-8")
     assert module.name == name and module.description.strip() and module.inputs_description.strip()
-    assert {k: v.dtype for k, v in module.features.items()} == {"predictions": "int32", "references": "int32"}
-    assert module.compute(predictions=[0, 1, 1], references=[0, 1, 0]) is not None
+    dtype, sample = SAMPLES[name]
+    assert {k: v.dtype for k, v in module.features.items()} == {"predictions": dtype, "references": dtype}
+    assert module.compute(**sample) is not None
     assert capfd.readouterr() == ("", ""), "loading and computing print nothing"
 
 
@@ -69,7 +79,8 @@ def test_f1_cites_its_sources(metric):
 
 
 def test_unknown_metric_names_the_shipped_ones():
-    with pytest.raises(ValueError, match=r"unknown metric 'accurcy': the package ships accuracy, confusion_matrix, f1"):
+    shipped = "accuracy, confusion_matrix, exact_match, f1, rouge_l, token_f1"
+    with pytest.raises(ValueError, match=rf"unknown metric 'accurcy': the package ships {shipped}$"):
         metric_path("accurcy")
     with pytest.raises(ValueError, match="unknown metric"):
         load_metric("../metrics")
@@ -304,3 +315,184 @@ def test_classification_metrics_rejects_bad_inputs():
     with pytest.raises(ValueError, match="no predictions"):
         classification_metrics([], [], labels=[0, 1])
     assert classification_metrics([1], [1], labels=[0, 1])["accuracy"] == 1.0  # the shared modules still work
+
+
+# --- generated texts: loading --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TEXT_NAMES)
+def test_text_metrics_load_offline_with_evaluate_load_of_their_folder(name):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    module = evaluate.load(str(metric_path(name)), keep_in_memory=True)
+    assert isinstance(module, evaluate.Metric) and module.name == name
+    assert module.compute(predictions=["Same text."], references=["Same text."]) == {name: 1.0}
+    with pytest.raises(ValueError, match="don't match the expected format"):  # strings only: evaluate checks
+        module.compute(predictions=[1], references=[1])
+    with pytest.raises(ValueError, match=f"{name} of no examples is undefined"):
+        module.compute(predictions=[], references=[])
+
+
+def test_text_metrics_cite_their_sources(metric):
+    assert "Rajpurkar, Pranav" in metric("token_f1").citation and "Machine Comprehension" in metric("token_f1").citation
+    assert "Lin, Chin-Yew" in metric("rouge_l").citation
+
+
+# --- exact_match ---------------------------------------------------------------------------------------------------
+
+EM_PREDS = ["Paris", " rome\n", "OSLO", "Bergen ", "the end."]
+EM_REFS = ["Paris", "rome", "Oslo", "bergen", "The end"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, 2 / 5),  # "Paris", and " rome\n" once stripped
+        ({"ignore_case": True}, 4 / 5),  # + "OSLO", "Bergen "; "the end." keeps its full stop
+        ({"strip": False}, 1 / 5),  # only "Paris"
+        ({"strip": False, "ignore_case": True}, 2 / 5),  # "Paris", "OSLO"; the others keep their whitespace
+    ],
+)
+def test_exact_match_options(metric, options, expected):
+    result = metric("exact_match").compute(predictions=EM_PREDS, references=EM_REFS, **options)
+    assert result == {"exact_match": pytest.approx(expected)}
+    assert isinstance(result["exact_match"], float)
+
+
+def test_exact_match_edge_cases(metric):
+    exact_match = metric("exact_match")
+    assert exact_match.compute(predictions=["Straße"], references=["STRASSE"], ignore_case=True)["exact_match"] == 1.0
+    assert exact_match.compute(predictions=["Straße"], references=["STRASSE"])["exact_match"] == 0.0
+    assert exact_match.compute(predictions=[""], references=[" \t\n"])["exact_match"] == 1.0  # both empty once stripped
+    assert exact_match.compute(predictions=[""], references=[" \t\n"], strip=False)["exact_match"] == 0.0
+    assert exact_match.compute(predictions=["a  b"], references=["a b"])["exact_match"] == 0.0  # inner space counts
+
+
+# --- token_f1 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("The cat sat.", "the cat is sitting", 4 / 7),  # overlap 2: P 2/3, R 2/4
+        ("the the the", "the cat", 0.4),  # bags: "the" overlaps once (min of 3 and 1): P 1/3, R 1/2
+        ("the cat the", "the the dog cat", 6 / 7),  # overlap the x2 + cat = 3: P 3/3, R 3/4
+        ("Don't PANIC!", "dont panic", 1.0),  # lowercase, punctuation deleted
+        ("\u201cHello,\u201d she said\u2026", "hello she said", 1.0),  # Unicode punctuation deleted too
+        ("state-of-the-art", "state of the art", 0.0),  # deleted, not replaced by a space: one token
+        ("a cat", "the cat", 0.5),  # articles are kept (the official SQuAD script drops them)
+        ("gunman the killed police", "police killed the gunman", 1.0),  # order does not matter
+        ("a b", "c d", 0.0),
+        ("", "", 1.0),  # both without tokens
+        ("!!!", "  ", 1.0),  # punctuation alone: no tokens
+        ("", "word", 0.0),
+        ("word", "?", 0.0),
+    ],
+)
+def test_token_f1_per_example(metric, prediction, reference, expected):
+    result = metric("token_f1").compute(predictions=[prediction], references=[reference])
+    assert result["token_f1"] == pytest.approx(expected)
+
+
+def test_token_f1_is_the_mean_over_examples(metric):
+    result = metric("token_f1").compute(
+        predictions=["The cat sat.", "the the the", "x"], references=["the cat is sitting", "the cat", "y"]
+    )
+    assert result["token_f1"] == pytest.approx((4 / 7 + 0.4 + 0.0) / 3)
+
+
+# --- rouge_l -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        # Lin (2004), section 3.1: against "police killed the gunman", S2 shares "police the gunman" (LCS 3 of 4),
+        # S3 "the gunman kill police" only "the gunman" (LCS 2 of 4)
+        ("police kill the gunman", "police killed the gunman", 0.75),
+        ("the gunman kill police", "police killed the gunman", 0.5),
+        ("the quick brown fox", "the fox", 2 / 3),  # LCS 2: P 2/4, R 2/2
+        ("a x b y c", "a b c", 0.75),  # a subsequence, not a substring: LCS 3, P 3/5, R 3/3
+        ("a b a b", "b a b a", 0.75),  # LCS 3 ("a b a" or "b a b")
+        ("gunman the killed police", "police killed the gunman", 0.25),  # reversed: LCS 1 (token_f1 says 1.0)
+        ("Police, KILLED the gunman!", "police killed the gunman", 1.0),  # same tokenisation as token_f1
+        ("a b", "c d", 0.0),
+        ("", "", 1.0),
+        ("...", "", 1.0),
+        ("", "word", 0.0),
+    ],
+)
+def test_rouge_l_per_example(metric, prediction, reference, expected):
+    result = metric("rouge_l").compute(predictions=[prediction], references=[reference])
+    assert result["rouge_l"] == pytest.approx(expected)
+
+
+def _brute_force_lcs(a: list[str], b: list[str]) -> int:
+    """The longest subsequence of `a` (all 2^len(a) of them) that is also a subsequence of `b`."""
+
+    def is_subsequence(sub: tuple[str, ...], seq: list[str]) -> bool:
+        rest = iter(seq)
+        return all(token in rest for token in sub)
+
+    for length in range(len(a), 0, -1):
+        if any(is_subsequence(sub, b) for sub in itertools.combinations(a, length)):
+            return length
+    return 0
+
+
+def test_rouge_l_matches_a_brute_force_lcs_on_random_token_lists(metric):
+    rng = random.Random(0)
+    predictions, references, expected = [], [], []
+    for _ in range(60):
+        a = [rng.choice("abcd") for _ in range(rng.randint(1, 8))]
+        b = [rng.choice("abcd") for _ in range(rng.randint(1, 8))]
+        lcs = _brute_force_lcs(a, b)
+        expected.append(0.0 if lcs == 0 else 2 * lcs / (len(a) + len(b)))  # 2PR/(P+R) with P=lcs/|a|, R=lcs/|b|
+        predictions.append(" ".join(a))
+        references.append(" ".join(b))
+    assert len(set(expected)) > 5, "the random cases cover many different scores"
+    for prediction, reference, value in zip(predictions, references, expected):
+        assert metric("rouge_l").compute(predictions=[prediction], references=[reference])["rouge_l"] == pytest.approx(
+            value
+        ), (prediction, reference)
+    result = metric("rouge_l").compute(predictions=predictions, references=references)["rouge_l"]
+    assert result == pytest.approx(np.mean(expected))
+
+
+@pytest.mark.parametrize("name", TEXT_NAMES)
+@pytest.mark.parametrize("keep_in_memory", [True, False])
+def test_text_metrics_add_batch_then_compute_equals_one_compute(name, keep_in_memory):
+    module = load_metric(name, keep_in_memory=keep_in_memory)
+    whole = module.compute(predictions=EM_PREDS, references=EM_REFS)
+    module.add_batch(predictions=EM_PREDS[:2], references=EM_REFS[:2])
+    module.add_batch(predictions=EM_PREDS[2:], references=EM_REFS[2:])
+    assert module.compute() == whole
+
+
+# --- generation_metrics --------------------------------------------------------------------------------------------
+
+
+def test_generation_metrics_values():
+    predictions = ["The cat sat.", "police kill the gunman", " Paris\n"]
+    references = ["the cat is sitting", "Police killed the gunman.", "Paris"]
+    result = generation_metrics(predictions, references)
+    assert list(result) == ["exact_match", "token_f1", "rouge_l"]
+    assert all(isinstance(value, float) and 0.0 <= value <= 1.0 for value in result.values())
+    assert result["exact_match"] == pytest.approx(1 / 3)  # only " Paris\n", once stripped
+    # token F1: 4/7 (see above); "police kill the gunman": overlap 3 of 4 on both sides -> 0.75; "paris" -> 1
+    assert result["token_f1"] == pytest.approx((4 / 7 + 0.75 + 1.0) / 3)
+    # ROUGE-L: "the cat" is the LCS of the first pair (2 of 3 and 2 of 4: as token F1), 0.75, 1
+    assert result["rouge_l"] == pytest.approx((4 / 7 + 0.75 + 1.0) / 3)
+    result = generation_metrics(["gunman the killed police"], ["police killed the gunman"])
+    assert result == {"exact_match": 0.0, "token_f1": 1.0, "rouge_l": 0.25}
+
+
+def test_generation_metrics_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="^3 predictions for 2 references$"):
+        generation_metrics(["a", "b", "c"], ["a", "b"])
+    with pytest.raises(ValueError, match="^no predictions to score$"):
+        generation_metrics([], [])
+    with pytest.raises(ValueError, match=r"^references\[1\] is NoneType None, expected a string$"):
+        generation_metrics(["a", "b"], ["a", None])
+    with pytest.raises(ValueError, match=r"^predictions\[0\] is int 3, expected a string$"):
+        generation_metrics([3], ["3"])
+    assert generation_metrics(["a"], ["a"]) == {"exact_match": 1.0, "token_f1": 1.0, "rouge_l": 1.0}

@@ -9,9 +9,10 @@ as in the book, while `save_pretrained`, `generate()`, pipelines and peft work o
 
 Modules, each with the public names and signatures of `llms_from_scratch` 1.0.19's module of the same
 name: `ch02` (data loader), `ch03` (attention), `ch04` (the model), `ch05` (training, loading GPT-2
-weights), `ch06` (the spam data, finetuning the model as a classifier), `appendix_d` (warmup, cosine
-decay, clipping), `appendix_e` (the book's LoRA), `generate`, `kv_cache.{gpt2, generate, utils}` (the
-KV-cache model and generation).
+weights), `ch06` (the spam data, finetuning the model as a classifier), `ch07` (the instruction data,
+its prompt, dataset and collate functions, scoring responses with an Ollama model), `appendix_d`
+(warmup, cosine decay, clipping), `appendix_e` (the book's LoRA), `generate`, `kv_cache.{gpt2,
+generate, utils}` (the KV-cache model and generation).
 
 Offline tiktoken: the book reads GPT-2's tokenizer with `tiktoken.get_encoding("gpt2")`, which
 downloads `encoder.json` and `vocab.bpe`. `use_local_gpt2_files(folder)` puts local copies of the two

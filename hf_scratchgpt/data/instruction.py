@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
 
+from ..paths import local_or_hub
 from ..prompts import STYLES, format_input, render, response_prefix
 from .classification import split_fractions
 from .sources import check_text_file
@@ -82,17 +83,88 @@ def _fill_input(batch: dict) -> dict:
     return {"input": [""] * len(batch["instruction"])}
 
 
-def split_instructions(ds: Dataset, seed: int = 123, fractions: Sequence[float] = (0.85, 0.1, 0.05)) -> DatasetDict:
-    """The book's 85 % train / 10 % test / 5 % validation split, seeded (935 / 110 / 55 of 1,100)."""
-    return split_fractions(ds, fractions, ("train", "test", "validation"), seed)
+def split_instructions(
+    ds: Dataset, seed: int | None = 123, fractions: Sequence[float] = (0.85, 0.1, 0.05)
+) -> DatasetDict:
+    """The book's 85 % train / 10 % test / 5 % validation split (935 / 110 / 55 of 1,100).
+
+    Args:
+        ds: The records.
+        seed: Shuffle with this seed first; None keeps the file order, as the book's chapter 7 does
+            (`data[:935]`, `data[935:1045]`, `data[1045:]`).
+        fractions: Train, test and validation shares; all parts but the last get `int(n * fraction)` records.
+    """
+    names = ("train", "test", "validation")
+    if seed is not None:
+        return split_fractions(ds, fractions, names, seed)
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions {list(fractions)} must be 3 non-negative numbers summing to 1")
+    n_train, n_test = int(len(ds) * fractions[0]), int(len(ds) * fractions[1])
+    bounds = (0, n_train, n_train + n_test, len(ds))
+    return DatasetDict({name: ds.select(range(a, b)) for name, a, b in zip(names, bounds, bounds[1:])})
+
+
+INSTRUCTION_SPLITS = ("train", "validation", "test")
+
+
+def load_instruction_splits(
+    data: str | os.PathLike,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.10,
+    seed: int | None = None,
+) -> DatasetDict:
+    """The train/validation/test records of an instruction set.
+
+    Args:
+        data: A JSON/JSONL file of records (split the book's way), a folder of ready splits
+            (`train.jsonl` and, if present, `validation.jsonl` and `test.jsonl`, or `.json`), or a Hub
+            dataset id (its train/validation/test splits when it has a test split, else its train split
+            split the book's way).
+        val_fraction: Share of the records for validation (a single file or Hub split).
+        test_fraction: Share of the records for the test (a single file or Hub split).
+        seed: Shuffle before splitting (None: file order, the book).
+
+    Raises:
+        FileNotFoundError: A missing file or a folder without `train.jsonl`.
+        ValueError: What `load_instruction_records` raises (the file and record are named), or fractions
+            that leave no training records.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must leave training records"
+        )
+    where = local_or_hub(data, "instruction data")
+    if isinstance(where, str):
+        hub = load_dataset(where)
+        if "test" in hub and "train" in hub:
+            return DatasetDict({k: hub[k] for k in INSTRUCTION_SPLITS if k in hub})
+        records = hub["train"]
+    elif where.is_dir():
+        parts = {}
+        for name in INSTRUCTION_SPLITS:
+            found = [where / f"{name}{ext}" for ext in (".jsonl", ".json") if (where / f"{name}{ext}").is_file()]
+            if found:
+                parts[name] = load_instruction_records(found[0])
+        if "train" not in parts:
+            raise FileNotFoundError(f"{where}: no train.jsonl (or train.json) in this folder of splits")
+        empty = Dataset.from_dict({k: [] for k in parts["train"].column_names}, features=parts["train"].features)
+        return DatasetDict({name: parts.get(name, empty) for name in INSTRUCTION_SPLITS})
+    else:
+        records = load_instruction_records(where)
+    fractions = (1.0 - val_fraction - test_fraction, test_fraction, val_fraction)
+    splits = split_instructions(records, seed=seed, fractions=fractions)
+    return DatasetDict({name: splits[name] for name in INSTRUCTION_SPLITS})
 
 
 def _tokenize_records(batch: dict, tokenizer: Any, style: str) -> dict:
     keys = list(batch)
+    eos = tokenizer.eos_token_id if tokenizer is not None else None
     input_ids, prompt_lengths = [], []
     for row in range(len(batch[keys[0]])):
         prompt, full = render({k: batch[k][row] for k in keys}, style, tokenizer)
         ids, prompt_ids = encode_texts(tokenizer, [full, prompt])
+        if style == "chat" and tokenizer.eos_token and full.endswith(tokenizer.eos_token) and ids[-1:] == [eos]:
+            ids = ids[:-1]  # the template's end token: the collator (or packing) appends the one end token
         input_ids.append(ids)
         prompt_lengths.append(_common_prefix(ids, prompt_ids))  # a merge across the boundary counts as response
     return {"input_ids": input_ids, "prompt_length": prompt_lengths}
@@ -143,7 +215,7 @@ class InstructionCollator:
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             n = len(r["input_ids"])
-            input_ids[i, :n] = torch.tensor(r["input_ids"], dtype=torch.long)
+            input_ids[i, :n] = torch.as_tensor(r["input_ids"], dtype=torch.long)
             labels[i, : n + 1] = input_ids[i, : n + 1]  # the appended end token (== pad id) is a target
             mask[i, : n + 1] = 1
             if self.mask_prompt:
@@ -164,7 +236,7 @@ class InstructionCollator:
         for i, r in enumerate(rows):
             n = len(r["input_ids"])
             for key in ("input_ids", "labels", "position_ids"):
-                batch[key][i, :n] = torch.tensor(r[key], dtype=torch.long)
+                batch[key][i, :n] = torch.as_tensor(r[key], dtype=torch.long)
             batch["attention_mask"][i, :n] = 1
         return batch
 
@@ -211,9 +283,11 @@ def pack_examples(
 __all__ = [
     "STYLES",
     "InstructionCollator",
+    "INSTRUCTION_SPLITS",
     "book_batch",
     "format_input",
     "load_instruction_records",
+    "load_instruction_splits",
     "pack_examples",
     "render",
     "response_prefix",

@@ -1,18 +1,22 @@
 """`evaluate` metrics shipped inside the package, loaded offline from their folders (never from the Hub).
 
 Layout: one folder per metric, `metrics/<name>/<name>.py`, holding one `evaluate.Metric` subclass written with numpy
-only; that is what `evaluate.load(<folder>)` expects of a local path. Each folder also has an (empty) `__init__.py`,
-so that setup.py's `find_packages` ships the script in the wheel. A new metric (exact_match, token_f1, rouge_l, ...)
-is one more such folder; `available_metrics()` finds it.
+and the standard library only; that is what `evaluate.load(<folder>)` expects of a local path. Each folder also has an
+(empty) `__init__.py`, so that setup.py's `find_packages` ships the script in the wheel. A new metric is one more such
+folder; `available_metrics()` finds it.
+
+Shipped: `accuracy`, `f1`, `confusion_matrix` (class ids) and `exact_match`, `token_f1`, `rouge_l` (generated texts
+against reference texts; `token_f1` and `rouge_l` tokenise alike: lowercase, punctuation deleted, whitespace split).
 
 The scripts are not imported as part of the package: `evaluate.load` copies a script alone into HF_MODULES_CACHE
 (`$HF_HOME/modules/evaluate_modules/metrics/<name>/<hash of the script>/`) and imports it from there, so a script
-imports only evaluate, datasets and numpy (no relative imports). Loading reads and hashes the script and is quick
-(about 10-20 ms once `evaluate` is imported); `compute` keeps its inputs in an Arrow file under
+imports only evaluate, datasets, numpy and the standard library (no relative imports). Loading reads and hashes the
+script and is quick (about 10-20 ms once `evaluate` is imported); `compute` keeps its inputs in an Arrow file under
 `$HF_HOME/metrics/<name>/` unless the metric is loaded with `keep_in_memory=True`.
 
 - `metric_path(name)`, `load_metric(name, **kwargs)`: one metric, as a fresh `evaluate` module.
 - `classification_metrics(predictions, references, labels)`: accuracy, F1 and the confusion matrix of a classifier.
+- `generation_metrics(predictions, references)`: exact match, token F1 and ROUGE-L of generated texts.
 """
 
 import functools
@@ -44,7 +48,7 @@ def load_metric(name: str, **kwargs: Any) -> evaluate.EvaluationModule:
 
 @functools.cache
 def _shared_metric(name: str) -> evaluate.EvaluationModule:
-    """One in-memory instance per metric and process, for classification_metrics' one-shot `compute` calls."""
+    """One in-memory instance per metric and process, for the one-shot `compute` calls of the helpers below."""
     return load_metric(name, keep_in_memory=True)
 
 
@@ -85,4 +89,43 @@ def classification_metrics(predictions: Any, references: Any, labels: list[int])
     return results
 
 
-__all__ = ["METRICS_DIR", "available_metrics", "classification_metrics", "load_metric", "metric_path"]
+def generation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match, token F1 and ROUGE-L of generated texts against their references, through the metric modules.
+
+    Each metric is the mean over the examples of a per-example score; see the metric scripts for the exact rules.
+    exact_match compares the texts stripped of surrounding whitespace, case included; token_f1 and rouge_l compare
+    tokens (lowercase, punctuation deleted, whitespace split).
+
+    Args:
+        predictions: The generated texts (e.g. the responses of a fine-tuned model, prompt removed).
+        references: The reference texts, one per prediction, in the same order.
+
+    Returns:
+        {"exact_match": float, "token_f1": float, "rouge_l": float}, each between 0 and 1.
+
+    Raises:
+        ValueError: The two lists differ in length, are empty, or hold something that is not a string.
+    """
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    if not predictions:
+        raise ValueError("no predictions to score")
+    for side, texts in (("predictions", predictions), ("references", references)):
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"{side}[{i}] is {type(text).__name__} {text!r}, expected a string")
+    return {
+        name: float(_shared_metric(name).compute(predictions=predictions, references=references)[name])
+        for name in ("exact_match", "token_f1", "rouge_l")
+    }
+
+
+__all__ = [
+    "METRICS_DIR",
+    "available_metrics",
+    "classification_metrics",
+    "generation_metrics",
+    "load_metric",
+    "metric_path",
+]

@@ -7,12 +7,14 @@
 - `pretrain`: the causal-LM task and `scratchgpt pretrain`.
 - `finetune`: what fine-tuning tasks share (the starting model, train modes, LoRA adapters).
 - `classify`: the classification task and `scratchgpt finetune-classifier` (the book's chapter 6).
+- `instruct`: the instruction task and `scratchgpt finetune-instruct` (the book's chapter 7).
 """
 
 from .checkpoint import TrainState, find_resume_checkpoint, save_checkpoint
 from .classify import ClassificationTask, ClassifierConfig, finetune_classifier
 from .config import TrainConfig
 from .finetune import FinetuneConfig, FinetuneTask, apply_train_mode
+from .instruct import InstructConfig, InstructionTask, finetune_instruct
 from .loop import LoopParts, LoopSettings, evaluate, lr_lambda, param_groups, train
 from .pretrain import CausalLMTask, PretrainConfig, causal_lm_loss, causal_lm_stats, pretrain
 from .run import RunInterrupted, run_training
@@ -25,6 +27,9 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneTask",
     "apply_train_mode",
+    "InstructConfig",
+    "InstructionTask",
+    "finetune_instruct",
     "TrainState",
     "find_resume_checkpoint",
     "save_checkpoint",

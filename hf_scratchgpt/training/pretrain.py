@@ -40,6 +40,9 @@ class PretrainConfig(TrainConfig):
         vocab_size: Size of the BPE trained when no tokenizer is given (null: 4096).
         preset: Model size: tiny, gpt2-small, gpt2-medium, gpt2-large, gpt2-xl.
         context_length: Override the preset's context length (the window length).
+        emb_dim: Override the preset's width (embedding size).
+        n_layers: Override the preset's number of transformer blocks.
+        n_heads: Override the preset's number of attention heads (must divide emb_dim).
         drop_rate: Override the preset's dropout.
         qkv_bias: Override the preset's query/key/value bias.
         tie_word_embeddings: Share the output head with the token embedding.
@@ -61,6 +64,9 @@ class PretrainConfig(TrainConfig):
     # model
     preset: str = "tiny"
     context_length: int | None = None
+    emb_dim: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
     drop_rate: float | None = None
     qkv_bias: bool | None = None
     tie_word_embeddings: bool = False
@@ -75,7 +81,7 @@ class PretrainConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("context_length", "stride", "vocab_size", "sample_tokens"):
+        for name in ("context_length", "emb_dim", "n_layers", "n_heads", "stride", "vocab_size", "sample_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -176,7 +182,7 @@ class CausalLMTask(Task):
             "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
             "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         }
-        for name in ("context_length", "drop_rate", "qkv_bias"):
+        for name in ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "qkv_bias"):
             if getattr(cfg, name) is not None:
                 overrides[name] = getattr(cfg, name)
         config = ScratchGPTConfig.from_preset(cfg.preset, **overrides)

@@ -301,6 +301,9 @@ def _train_and_save(
     if task.final_evaluation:
         totals = {k: evaluation_totals(acc, model, v, task, None) for k, v in final_loaders.items()}
         results = task.report(totals)
+        if acc.is_main_process:
+            results = task.final_outputs(final_model, out, results)
+        acc.wait_for_everyone()
     if acc.is_main_process:
         fields = {
             **{k: _fmt(k, v) for k, v in metrics.items() if isinstance(v, float)},  # the last evaluation

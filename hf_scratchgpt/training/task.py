@@ -95,6 +95,16 @@ class Task:
         """The final evaluation's results (`final/eval_results.json`) from each split's summed statistics."""
         return {split: self.metrics(t) for split, t in totals.items()}
 
+    def final_outputs(self, model: nn.Module, out: Path, results: dict[str, Any]) -> dict[str, Any]:
+        """More of the final evaluation, on the main process only, once `report` ran (default: nothing more).
+
+        Args:
+            model: The final weights (unwrapped).
+            out: The run folder, for files the evaluation writes (e.g. generated responses).
+            results: `report`'s results; returns them with this step's added.
+        """
+        return results
+
     def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         """Values of the task's own card template placeholders (the run fills in steps, optimizer and metrics).
 

@@ -15,8 +15,11 @@ test_ch05.py and test_appendix_d.py train 124M models (`GPTModel` and `GPTModelF
 six epochs, with a 50-token sample after each epoch): about 140 s on 2 idle CPU cores with one torch
 thread (far longer with two contending ones: the subprocess uses one torch thread unless
 `OMP_NUM_THREADS` is set).
-Not run: test_ch07.py (it needs `ch07`, a later issue), test_appendix_a.py, test_llama3.py and
-test_qwen3.py (modules this package does not cover).
+test_ch07.py (instruction finetuning of a tiny model, 10 epochs on 15 examples) finds
+`instruction-data.json` in its `tmp_path`, as if it had been downloaded: `download_and_load_file` reads
+it without touching the network.
+
+Not run: test_appendix_a.py, test_llama3.py and test_qwen3.py (modules this package does not cover).
 """
 
 import os
@@ -33,6 +36,7 @@ BOOK_TESTS = Path(llms_from_scratch.__file__).parent / "tests"
 LIGHT = ["test_ch02.py", "test_ch03.py", "test_generate.py", "test_ch04.py"]
 TRAINING = ["test_ch05.py", "test_appendix_d.py"]  # 124M models trained for a few steps and epochs
 SPAM = ["test_ch06.py", "test_appendix_e.py"]  # chapter 6's classifier (and with LoRA) on a tiny model
+INSTRUCTIONS = ["test_ch07.py"]  # chapter 7's instruction finetuning on a tiny model
 
 CONFTEST = """
 import shutil
@@ -43,6 +47,7 @@ import pytest
 
 VERDICT = {verdict!r}
 SPAM = {spam!r}
+INSTRUCTIONS = {instructions!r}
 
 
 def _no_network(*args, **kwargs):
@@ -54,9 +59,10 @@ urllib.request.urlretrieve = _no_network
 
 
 @pytest.fixture
-def tmp_path(tmp_path_factory):  # the-verdict and the spam data already in place, as after a download
+def tmp_path(tmp_path_factory):  # the-verdict, the spam and instruction data already in place, as after a download
     path = tmp_path_factory.mktemp("book")
     shutil.copy(VERDICT, path / "the-verdict.txt")
+    shutil.copy(INSTRUCTIONS, path / "instruction-data.json")
     (path / "sms_spam_collection").mkdir()
     shutil.copy(SPAM, path / "sms_spam_collection" / "SMSSpamCollection")  # extracted, not yet renamed
     return path
@@ -85,7 +91,9 @@ def _run_book_tests(tmp_path, names, pytest_args=()):
     for name in names:
         (tmp_path / name).write_text(_ported((BOOK_TESTS / name).read_text(encoding="utf-8")), encoding="utf-8")
     conftest = CONFTEST.format(
-        verdict=str(SHARED_DATA / "the-verdict.txt"), spam=str(SHARED_DATA / "SMSSpamCollection")
+        verdict=str(SHARED_DATA / "the-verdict.txt"),
+        spam=str(SHARED_DATA / "SMSSpamCollection"),
+        instructions=str(SHARED_DATA / "instruction-data.json"),
     )
     (tmp_path / "conftest.py").write_text(conftest)
     (tmp_path / "the-verdict.txt").write_bytes((SHARED_DATA / "the-verdict.txt").read_bytes())
@@ -118,3 +126,11 @@ def test_books_tests_for_ch06_and_appendix_e_run_unchanged(tmp_path):
     assert "2 passed" in out  # test_train_classifier and test_train_classifier_lora
     # the offline path: the extracted file found and renamed, no download tried
     assert out.count("sms_spam_collection/SMSSpamCollection and saved as") == 2 and "Primary URL" not in out
+
+
+def test_books_tests_for_ch07_run_unchanged(tmp_path):
+    out = _run_book_tests(tmp_path, INSTRUCTIONS, pytest_args=["-rP"])
+    assert "1 passed" in out  # test_instruction_finetune: the book's first losses (10.9) and a falling loss
+    # one batch an epoch (15 examples, batches of 8, drop_last): evaluations at steps 0 and 5, a sample each epoch
+    assert "Ep 1 (Step 000000)" in out and "Ep 6 (Step 000005)" in out
+    assert out.count("Below is an instruction that describes a task.") == 10

@@ -1,0 +1,4 @@
+"""The `rouge_l` metric: `rouge_l.py`, loaded by `evaluate.load(<this folder>)`.
+
+A package only so that the wheel ships the script (setup.py finds packages); nothing here is imported.
+"""

@@ -1,0 +1,423 @@
+"""`scratchgpt finetune-instruct`: a saved ScratchGPT fine-tuned to follow instructions (stage 7.2, chapter 7).
+
+The task on the shared run: instruction records (`{instruction, input, output}` or chat `messages`)
+rendered in one prompt style of `hf_scratchgpt.prompts`, the book's padding collate (one end token
+appended and kept as a target, later padding ignored; `--mask-prompt`: the prompt ignored too) or
+packed rows, and the next-token loss. Every model folder's tokenizer carries the chat template of
+the style it was trained with (rendering exactly the training prompt), and its generation config
+stops at the end token.
+
+The run ends with the final weights evaluated on the whole splits (loss, perplexity) and with greedy
+responses to the test split: `OUT/test_responses.jsonl` (instruction, input, reference, response,
+ended) scored by the `evaluate` modules shipped in the package (exact match, token F1, ROUGE-L) and
+the share of responses that ended with the end token, in `final/eval_results.json`; with
+`--judge-url`, an LLM judge behind an OpenAI-compatible endpoint also scores them 0-100 with the
+book's prompt.
+
+Examples longer than `max_length` tokens (prompt, response and end token): `overlong: skip` leaves
+them out of every split and says how many; `overlong: truncate` keeps their first `max_length` tokens
+(the book's `allowed_max_length`; the end token is then cut). A test prompt that leaves no room for a
+response is not answered and is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from datasets import Dataset
+from torch import nn
+
+from ..data.classification import quiet_progress
+from ..data.instruction import (
+    InstructionCollator,
+    load_instruction_splits,
+    pack_examples,
+    tokenize_instructions,
+)
+from ..generation import generate_responses
+from ..metrics import generation_metrics
+from ..model import ScratchGPTForCausalLM
+from ..prompts import STYLES, TEMPLATE_STYLES, chat_template, render
+from ..tokenization import load_tokenizer
+from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
+from .pretrain import causal_lm_loss, causal_lm_metrics, causal_lm_stats
+from .run import run_training
+from .task import TaskSetup
+
+OVERLONG = ("skip", "truncate")
+RESPONSES_FILE = "test_responses.jsonl"
+JUDGE_KEY_ENV = "SCRATCHGPT_JUDGE_API_KEY"  # the judge's key, if it needs one (never another service's key)
+
+
+@dataclass
+class InstructConfig(FinetuneConfig):
+    """Everything an instruction fine-tuning run depends on; the defaults are the book's chapter 7.
+
+    Attributes:
+        data: A JSON/JSONL file of records ({instruction, input, output} or chat {messages}; split the
+            book's way), a folder of splits (train.jsonl, validation.jsonl, test.jsonl, as
+            `scratchgpt make-instruction-suite` writes them) or a Hub dataset id.
+        prompt_style: alpaca (the book's), phi3, or chat (the starting tokenizer's own chat template).
+        mask_prompt: Ignore the prompt's tokens in the loss (train on the response and end token only).
+        packing: Pack whole training examples into rows of up to max_length tokens (evaluation stays unpacked).
+        max_length: Longest example in tokens, end token included (null: the model's context length).
+        overlong: What happens to a longer example: skip (left out, counted) or truncate (its first max_length tokens).
+        val_fraction: Share of a single file's records for validation (the book: 5 %).
+        test_fraction: Share of a single file's records for the test (the book: 10 %).
+        split_seed: Shuffle a single file's records with this seed before splitting (null: file order, the book).
+        max_new_tokens: Most tokens of each test response (greedy, stops at the end token).
+        generate_test: Generate, save and score responses to the test split once training ends.
+        judge_url: OpenAI-compatible endpoint of an LLM judge that scores the test responses 0-100 with the
+            book's prompt, e.g. http://127.0.0.1:11434/v1 for a local Ollama (null: no judge). The key, if
+            needed, comes from $SCRATCHGPT_JUDGE_API_KEY (never printed).
+        judge_model: The judge's model name at that endpoint.
+        sample_tokens: Tokens of the greedy response to the first validation prompt shown at every evaluation.
+    """
+
+    data: str | None = None
+    prompt_style: str = "alpaca"
+    mask_prompt: bool = False
+    packing: bool = False
+    max_length: int | None = None
+    overlong: str = "skip"
+    val_fraction: float = 0.05
+    test_fraction: float = 0.10
+    split_seed: int | None = None
+    max_new_tokens: int = 256
+    generate_test: bool = True
+    judge_url: str | None = None
+    judge_model: str = "llama3"
+    sample_tokens: int = 40
+    # the book's chapter-7 training: every parameter, AdamW 5e-5, weight decay 0.1, 2 epochs of batch 8
+    train_mode: str = "all"
+    epochs: int = 2
+    max_steps: int | None = None
+    batch_size: int = 8
+    lr: float = 5e-5
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_grad: float | None = None
+    eval_every: int = 5
+    eval_batches: int | None = 5
+    save_every: int | None = 500
+
+    TRAIN_MODES: ClassVar[tuple[str, ...]] = ("all", "lora")
+    SAFE_ON_RESUME: ClassVar[frozenset[str]] = FinetuneConfig.SAFE_ON_RESUME | {
+        "max_new_tokens", "generate_test", "judge_url", "judge_model", "sample_tokens"
+    }  # fmt: skip
+    VERB: ClassVar[str] = "finetune-instruct"
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data:
+            raise ValueError("data: give instruction records (--data FILE.json, a folder of splits or a Hub id)")
+        if self.prompt_style not in STYLES:
+            raise ValueError(f"prompt_style must be one of {STYLES}, got {self.prompt_style!r}")
+        if self.overlong not in OVERLONG:
+            raise ValueError(f"overlong must be one of {OVERLONG}, got {self.overlong!r}")
+        if self.max_length is not None and self.max_length <= 2:
+            raise ValueError(f"max_length must be > 2, got {self.max_length!r}")
+        for name in ("max_new_tokens", "sample_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        val, test = self.val_fraction, self.test_fraction
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise ValueError(f"val_fraction ({val}) and test_fraction ({test}) must be >= 0 and leave training data")
+
+    def default_name(self) -> str:
+        """`<model folder>-<data stem>-instruct`."""
+        model = Path(self.model.rstrip("/")) if self.model else Path("model")
+        model_name = model.parent.name if model.name == "final" else model.name
+        return f"{model_name}-{Path((self.data or 'data').rstrip('/')).stem}-instruct"
+
+
+def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
+    """The examples whose tokens and end token fit in `max_length`, and how many were left out."""
+    with quiet_progress():
+        kept = tokenized.filter(lambda ids: len(ids) + 1 <= max_length, input_columns="input_ids")
+    return kept, len(tokenized) - len(kept)
+
+
+class InstructionTask(FinetuneTask):
+    """Fine-tuning a ScratchGPT to follow instructions (the book's chapter 7)."""
+
+    card_template = "instruct"
+    plot_metric = "perplexity"
+    final_evaluation = True
+    peft_task_type = "CAUSAL_LM"
+    config: InstructConfig
+
+    def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
+        cfg = self.config
+        base_config, where = scratchgpt_config(cfg.model)
+        self.tokenizer = tok = load_tokenizer(resume_from if resume_from is not None else where)
+        if tok.eos_token_id is None:
+            raise ValueError(f"{cfg.model}: the tokenizer has no end-of-text token; a response needs one to end")
+        if cfg.prompt_style in TEMPLATE_STYLES:
+            tok.chat_template = chat_template(cfg.prompt_style)  # saved: the folder renders the training prompt
+        elif not getattr(tok, "chat_template", None):
+            raise ValueError(
+                f"prompt_style chat: the tokenizer of {cfg.model} has no chat template; use alpaca or phi3 "
+                "(their template is saved with the model)"
+            )
+        self.eos = tok.eos_token_id
+        context = base_config.context_length
+        if cfg.max_length is not None and cfg.max_length > context:
+            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
+        self.max_length = max_length = cfg.max_length or context
+        with acc.main_process_first(), quiet_progress():
+            self.records = splits = load_instruction_splits(
+                cfg.data, cfg.val_fraction, cfg.test_fraction, cfg.split_seed
+            )
+            tokenized = tokenize_instructions(splits, tok, cfg.prompt_style)
+        self.skipped = {}
+        if cfg.overlong == "skip":
+            kept = {}
+            for name, ds in tokenized.items():
+                kept[name], self.skipped[name] = _keep_fitting(ds, max_length)
+            tokenized = kept
+            if any(self.skipped.values()) and acc.is_main_process:
+                cut = ", ".join(f"{n} {k}" for k, n in self.skipped.items() if n)
+                print(f"left out examples longer than {max_length} tokens (end token included): {cut}")
+        if len(tokenized["train"]) == 0:
+            raise ValueError(f"{cfg.data}: no training example fits in {max_length} tokens")
+        train = tokenized["train"]
+        if cfg.packing:
+            with acc.main_process_first():
+                train = pack_examples(train, max_length, self.eos, mask_prompt=cfg.mask_prompt)
+        overrides: dict[str, Any] = {"pad_token_id": self.eos}
+        if cfg.drop_rate is not None:
+            overrides["drop_rate"] = cfg.drop_rate
+        set_seed(cfg.seed)
+        with quiet_loading():
+            model = ScratchGPTForCausalLM.from_pretrained(str(where), **overrides)
+        model.generation_config.eos_token_id = self.eos  # generate() and pipelines stop at the end token
+        model.generation_config.pad_token_id = self.eos
+        self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
+        self.first_prompt = self._first_prompt(splits)
+        self.provenance = {
+            "data": str(cfg.data),
+            "prompt_style": cfg.prompt_style,
+            "mask_prompt": cfg.mask_prompt,
+            "packing": cfg.packing,
+            **{f"{k}_examples": len(v) for k, v in tokenized.items()},
+            "packed_train_rows": len(train) if cfg.packing else None,
+            "train_sha256": self._records_sha256(splits["train"]),
+            "max_length": max_length,
+            "overlong": cfg.overlong,
+            "left_out": self.skipped,
+            "longest_example": {k: max((len(x) + 1 for x in v["input_ids"]), default=0) for k, v in tokenized.items()},
+            "base_model": self.base,
+            "trainable_parameters": self.trainable["trainable"],
+        }
+        truncate = max_length - 1 if cfg.overlong == "truncate" else None  # inputs + the appended end token
+        collate = InstructionCollator(pad_token_id=self.eos, mask_prompt=cfg.mask_prompt, allowed_max_length=truncate)
+        val = tokenized["validation"]
+        test = tokenized["test"]
+        return TaskSetup(
+            model,
+            tok,
+            train,
+            {"val": val} if len(val) else {},
+            collate_fn=collate,
+            provenance=self.provenance,
+            test={"test": test} if len(test) else {},
+        )
+
+    @staticmethod
+    def _records_sha256(ds: Dataset) -> str:
+        """sha256 of a split's records (JSON, in order): what exactly the run trained on."""
+        h = hashlib.sha256()
+        for row in ds:
+            h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+        return h.hexdigest()
+
+    def _first_prompt(self, splits: Any) -> list[int] | None:
+        """Token ids of the prompt of the first validation (else training) record, for the samples."""
+        for name in ("validation", "train"):
+            if len(splits[name]):
+                prompt, _ = render(splits[name][0], self.config.prompt_style, self.tokenizer)
+                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                return ids if len(ids) < self.max_length else None
+        return None
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return causal_lm_loss(model, batch)
+
+    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        return causal_lm_stats(model, batch)
+
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        return causal_lm_metrics(totals)
+
+    def sample(self, model: nn.Module) -> str | None:
+        """The greedy response to the first validation prompt."""
+        if self.first_prompt is None:
+            return None
+        (response,) = generate_responses(
+            model, self.tokenizer, [self.first_prompt], max_new_tokens=self.config.sample_tokens, eos_token_id=self.eos
+        )
+        return response.text
+
+    # ------------------------------------------------------------------ the test responses and their scores
+
+    def final_outputs(self, model: nn.Module, out: Path, results: dict[str, Any]) -> dict[str, Any]:
+        """Greedy responses to the test split -> `OUT/test_responses.jsonl`, scored; the judge if asked."""
+        cfg = self.config
+        records = self.records["test"]
+        if not cfg.generate_test or len(records) == 0:
+            return results
+        rows, prompts = [], []
+        too_long = 0
+        for record in records:
+            prompt, _ = render(record, cfg.prompt_style, self.tokenizer)
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if len(ids) >= model.config.max_position_embeddings:
+                too_long += 1
+                continue
+            rows.append(record)
+            prompts.append(ids)
+        print(f"generating responses to {len(prompts)} test prompts (greedy, up to {cfg.max_new_tokens} tokens)")
+        responses = generate_responses(
+            model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=cfg.max_new_tokens,
+            eos_token_id=self.eos,
+            batch_size=max(cfg.batch_size, 16),
+        )
+        lines = [_response_row(record, r) for record, r in zip(rows, responses)]
+        _write_jsonl(out / RESPONSES_FILE, lines)
+        scores = generation_metrics([r["response"] for r in lines], [r["reference"] for r in lines]) if lines else {}
+        generation = {
+            "responses": len(lines),
+            "not_answered_prompt_too_long": too_long,
+            **scores,
+            "ended_with_eos": sum(r["ended"] for r in lines) / len(lines) if lines else float("nan"),
+            "responses_file": RESPONSES_FILE,
+        }
+        if cfg.judge_url:
+            generation["judge"] = self._judge(lines)
+        results = dict(results)
+        results["test_generation"] = generation
+        return results
+
+    def _judge(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        from ..judge import JudgeUnavailable, judge_responses  # only runs that ask for a judge need it
+
+        cfg = self.config
+        print(f"judge: scoring {len(lines)} responses with {cfg.judge_model} at {cfg.judge_url}")
+        entries = [{**r, "output": r["reference"]} for r in lines]
+        try:
+            key = os.environ.get(JUDGE_KEY_ENV) or None
+            judged = judge_responses(entries, url=cfg.judge_url, model=cfg.judge_model, api_key=key)
+        except JudgeUnavailable as err:
+            print(f"judge: {err} (the other results are written)")
+            return {"error": str(err)}
+        return judged
+
+    def report(self, totals: dict[str, dict[str, float]]) -> dict[str, Any]:
+        results: dict[str, Any] = {
+            split: {"examples": None, **self.metrics(t)} for split, t in totals.items() if t.get("targets")
+        }
+        names = {"train": "train", "val": "validation", "test": "test"}
+        for split in results:
+            results[split]["examples"] = self.provenance.get(f"{names.get(split, split)}_examples")
+        return results
+
+    def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg, results, t = self.config, results or {}, self.trainable
+        gen = results.get("test_generation", {})
+
+        def loss(split: str) -> str:
+            return f"{results[split]['loss']:.4f}" if split in results else "n/a"
+
+        def pct(key: str) -> str:
+            return f"{100 * gen[key]:.2f} %" if key in gen else "n/a"
+
+        judge = gen.get("judge") or {}
+        return {
+            "base_model": self.base,
+            "data": str(cfg.data),
+            "split_sizes": " / ".join(
+                str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")
+            ),
+            "prompt_style": cfg.prompt_style,
+            "mask_prompt": "yes" if cfg.mask_prompt else "no",
+            "packing": "yes" if cfg.packing else "no",
+            "max_length": self.max_length,
+            "overlong": cfg.overlong,
+            "left_out": sum(self.skipped.values()),
+            "train_mode": cfg.train_mode,
+            "trainable": f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+            **{f"{s}_final_loss": loss(s) for s in ("train", "val", "test")},
+            "exact_match": pct("exact_match"),
+            "token_f1": pct("token_f1"),
+            "rouge_l": pct("rouge_l"),
+            "ended_with_eos": pct("ended_with_eos"),
+            "judge": (
+                f"{judge['mean_score']:.1f} / 100 ({judge.get('judge_model')}, {judge.get('scored')} scored)"
+                if judge.get("mean_score") is not None
+                else "not run"
+            ),
+            "adapter_note": (
+                f"`adapter/` holds the LoRA adapter (rank {cfg.rank}, alpha {cfg.alpha}) in peft's format; "
+                f'`PeftModel.from_pretrained(base, "{cfg.out_dir / "final" / "adapter"}")` loads it on the base '
+                "model loaded with `AutoModelForCausalLM`."
+                if cfg.train_mode == "lora"
+                else "The weights are the whole fine-tuned model."
+            ),
+        }
+
+    def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
+        results = results or {}
+        parts = [f"{s} loss {results[s]['loss']:.4f}" for s in ("train", "val", "test") if s in results]
+        gen = results.get("test_generation", {})
+        if "exact_match" in gen:
+            parts.append(
+                f"test exact match {100 * gen['exact_match']:.2f} %, token F1 {100 * gen['token_f1']:.2f} %, "
+                f"ROUGE-L {100 * gen['rouge_l']:.2f} %, ended with the end token {100 * gen['ended_with_eos']:.2f} %"
+            )
+        judge = gen.get("judge") or {}
+        if judge.get("mean_score") is not None:
+            parts.append(f"judge {judge['mean_score']:.1f}/100")
+        return ", ".join(parts) or super().summary(metrics)
+
+
+def _response_row(record: dict[str, Any], response: Any) -> dict[str, Any]:
+    """A line of test_responses.jsonl."""
+    if record.get("messages"):
+        messages = record["messages"]
+        instruction = "\n".join(m["content"] for m in messages[:-1] if m["role"] == "user")
+        row = {"instruction": instruction, "input": "", "reference": messages[-1]["content"]}
+    else:
+        row = {"instruction": record["instruction"], "input": record.get("input") or "", "reference": record["output"]}
+    return {**row, "response": response.text.strip(), "ended": response.ended}
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write JSON lines atomically (a partial file never has the final name)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def finetune_instruct(cfg: InstructConfig) -> Path:
+    """Fine-tune a saved ScratchGPT to follow instructions (the book's chapter 7); returns OUT/final.
+
+    Raises (before any folder is written):
+        FileNotFoundError: A missing data file or model folder.
+        ValueError: A model folder that is not a ScratchGPT, a record with a missing field (its index is
+            named), an unknown prompt style, no training example that fits, or an invalid option.
+    """
+    return run_training(InstructionTask(cfg))
