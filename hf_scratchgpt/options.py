@@ -187,10 +187,10 @@ def build_parser(prog: str, summary: str, options: list[Option], recipe: bool) -
     for o in options:
         mentioned = o.help is not None and "default" in o.help
         shown = "" if o.default is _EMPTY or mentioned else f" (default: {o.default!r})"
-        text = (o.help or "") + shown
+        text = ((o.help or "") + shown).replace("%", "%%")  # argparse %-formats help: "5 %" is literal
         if o.positional:  # a list takes every remaining word (none too: another option may give them)
             many = typing.get_origin(o.type) is list
-            parser.add_argument(o.name, metavar=_metavar(o) + (" ..." if many else ""), help=o.help,
+            parser.add_argument(o.name, metavar=_metavar(o) + (" ..." if many else ""), help=text,
                                 **({"nargs": "*"} if many else {}))  # fmt: skip
             continue
         kwargs: dict[str, Any] = {"dest": o.name, "default": argparse.SUPPRESS, "help": text}

@@ -12,15 +12,14 @@ Ctrl-C or Ctrl-D at the `you> ` prompt ends the chat normally, with exit status 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, TextStreamer
 
-from ..paths import local_or_hub
 from ..prompts import template_style
 from ..tokenization import load_tokenizer
+from .model import check_generation_options
 
 COMMANDS = "/reset clears the history, /help shows this, /exit (or Ctrl-D) ends the chat"
 PROMPT, REPLY = "you> ", "gpt> "
@@ -51,13 +50,7 @@ def chat(
         seed: Random seed for sampling (set once; the whole session is reproducible).
         tokenizer: Tokenizer to use instead of the model folder's own.
     """
-    where = local_or_hub(model_dir, "model")
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
-    if temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {temperature}")
-    if max_new_tokens <= 0:
-        raise ValueError(f"--max-new-tokens must be > 0, got {max_new_tokens}")
+    where = check_generation_options(model_dir, temperature, max_new_tokens)
     if repetition_penalty <= 0:
         raise ValueError(f"--repetition-penalty must be > 0, got {repetition_penalty}")
     tok = load_tokenizer(tokenizer if tokenizer is not None else where)

@@ -109,6 +109,23 @@ def init_model(
     return Path(out)
 
 
+def check_generation_options(model_dir: str, temperature: float, max_new_tokens: int) -> Path | str:
+    """Where the model of `model_dir` is (a folder or a Hub id), once it and the sampling options are checked.
+
+    Raises:
+        FileNotFoundError: A local path without a model folder (no config.json).
+        ValueError: A negative temperature or a max_new_tokens below 1.
+    """
+    where = local_or_hub(model_dir, "model")
+    if isinstance(where, Path) and not (where / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {temperature}")
+    if max_new_tokens <= 0:
+        raise ValueError(f"--max-new-tokens must be > 0, got {max_new_tokens}")
+    return where
+
+
 def generate(
     model_dir: str,
     *,
@@ -137,13 +154,7 @@ def generate(
     Returns:
         The generated continuation (also printed).
     """
-    where = local_or_hub(model_dir, "model")
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
-    if temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {temperature}")
-    if max_new_tokens <= 0:
-        raise ValueError(f"--max-new-tokens must be > 0, got {max_new_tokens}")
+    where = check_generation_options(model_dir, temperature, max_new_tokens)
     model = AutoModelForCausalLM.from_pretrained(where).eval()
     tok = load_tokenizer(tokenizer if tokenizer is not None else where)
     ids = tok(prompt, return_tensors="pt")["input_ids"] if prompt else _start_ids(tok)

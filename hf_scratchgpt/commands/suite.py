@@ -13,7 +13,7 @@ from ..data.instruction_suite import (
     family_counts,
 )
 from ..folders import atomic_output_dir, check_output_dir
-from ..prompts import render
+from ..prompts import TEMPLATE_STYLES, render
 
 SUITE_FILE = "suite.json"
 PRETRAIN_FILE = "pretrain.txt"
@@ -28,13 +28,14 @@ def make_instruction_suite(
     test: int = 400,
     seed: int = 123,
     families: list[str] | None = None,
+    prompt_style: str = "alpaca",
     overwrite: bool = False,
 ) -> Path:
     """Write a generated instruction suite with exactly checkable answers: train/validation/test splits and more.
 
     `OUT/{train,validation,test}.jsonl` hold `{"instruction", "input", "output", "family", "key"}`
     records (a split asked to be empty is not written); `finetune-instruct --data OUT` reads them as
-    they are. `OUT/pretrain.txt` holds the training split rendered in the alpaca style (prompt and
+    they are. `OUT/pretrain.txt` holds the training split rendered in `prompt_style` (prompt and
     response), each example followed directly by `<|endoftext|>` (the token stream of fine-tuning),
     for pretraining on the domain without a held-out example. `OUT/suite.json` records the seed, the
     sizes, the examples of each family per split and the held-out rule. The folder appears only once
@@ -48,6 +49,7 @@ def make_instruction_suite(
         seed: Seed of the draws and the row order (the held-out partition of keys is the same for every seed).
         families: Families to include (default: all): reverse_words, sort_numbers, min_max, count_words,
             uppercase, extract_field, kv_format, pick_item, repeat_word, dedupe_words.
+        prompt_style: Prompt style of pretrain.txt: alpaca or phi3 (use the one you will fine-tune with).
         overwrite: Replace an existing, non-empty `out`.
 
     Returns:
@@ -55,6 +57,8 @@ def make_instruction_suite(
     """
     if train < 1:
         raise ValueError(f"--train must be >= 1, got {train}")
+    if prompt_style not in TEMPLATE_STYLES:
+        raise ValueError(f"--prompt-style must be one of {TEMPLATE_STYLES}, got {prompt_style!r}")
     check_output_dir(out, overwrite)
     suite = build_instruction_suite(train, validation, test, seed=seed, families=families)
     counts = family_counts(suite)
@@ -73,7 +77,9 @@ def make_instruction_suite(
         "pretrain": {
             "file": PRETRAIN_FILE,
             "examples": len(suite["train"]),
-            "format": f"the train split, each record rendered in the alpaca style (prompt + response) + {END_OF_TEXT}",
+            "format": f"the train split, each record rendered in the {prompt_style} style (prompt + response) "
+            f"+ {END_OF_TEXT}",
+            "prompt_style": prompt_style,
         },
     }
     with atomic_output_dir(out, overwrite) as tmp:
@@ -81,7 +87,7 @@ def make_instruction_suite(
             if len(part):
                 lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in part)
                 (tmp / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
-        texts = (render(row, "alpaca")[1] + END_OF_TEXT for row in suite["train"])
+        texts = (render(row, prompt_style)[1] + END_OF_TEXT for row in suite["train"])
         (tmp / PRETRAIN_FILE).write_text("".join(texts), encoding="utf-8")
         (tmp / SUITE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     sizes = " / ".join(str(n) for n in record["sizes"].values())

@@ -29,7 +29,7 @@ with different seeds never leak into each other either.
 Drawing: each family draws with its own random generator (seeded from the suite's seed and the
 family's name, so a family's examples do not depend on which other families are built) until every
 split has its share of that family; a drawn key already taken, or of a split already full, is drawn
-again. A family whose part of the key space is exhausted (e.g. repeat_word has 900 keys in all)
+again. A family whose part of the key space is exhausted (e.g. repeat_word over a smaller word list)
 raises a ValueError naming it.
 """
 
@@ -270,8 +270,8 @@ def pick_item(rng: random.Random) -> Task:
 
 
 def repeat_word(rng: random.Random) -> Task:
-    """Repeat a word 2-4 times with spaces, commas or hyphens between the copies (the input is empty)."""
-    word, times = rng.choice(WORDS), rng.randint(2, 4)
+    """Repeat a word (or two) 2-4 times with spaces, commas or hyphens between the copies (the input is empty)."""
+    word, times = " ".join(rng.sample(WORDS, rng.randint(1, 2))), rng.randint(2, 4)
     separator = rng.choice(tuple(SEPARATORS))
     count = COUNT_WORDS[times]
     phrasings = (

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from hf_scratchgpt.cli import main
+from hf_scratchgpt.data import instruction_suite
 from hf_scratchgpt.data.instruction import load_instruction_records
 from hf_scratchgpt.data.instruction_suite import (
     COLUMNS,
@@ -117,7 +118,7 @@ def check_pick_item(r, a):
 def check_repeat_word(r, a):
     separator = {"spaces": " ", "commas": ", ", "hyphens": "-"}[a["separator"]]
     assert r["input"] == "" and 2 <= a["times"] <= 4
-    assert r["output"].split(separator) == [a["word"]] * a["times"]
+    assert r["output"] == separator.join([a["word"]] * a["times"]) and 1 <= len(a["word"].split()) <= 2
     assert a["word"] in r["instruction"] and a["separator"] in r["instruction"]
     assert {2: "two", 3: "three", 4: "four"}[a["times"]] in r["instruction"]
 
@@ -235,7 +236,7 @@ def test_check_answer_is_strip_then_exact():
     assert not check_answer(record, "cat, dog.")
 
 
-def test_bad_arguments_are_named():
+def test_bad_arguments_are_named(monkeypatch):
     with pytest.raises(ValueError, match="unknown instruction family 'sorting'"):
         build_instruction_suite(10, 0, 0, families=["min_max", "sorting"])
     with pytest.raises(ValueError, match="'min_max' is given more than once"):
@@ -244,9 +245,10 @@ def test_bad_arguments_are_named():
         build_instruction_suite(10, 0, 0, families=[])
     with pytest.raises(ValueError, match="test examples must be an integer >= 0"):
         build_instruction_suite(10, 0, -1)
-    # repeat_word has 100 words x 3 counts x 3 separators = 900 keys: 5000 training examples cannot be drawn
-    with pytest.raises(ValueError, match="family 'repeat_word' cannot supply .* of 5000 train"):
-        build_instruction_suite(5000, 0, 0, families=["repeat_word"])
+    # with two words, repeat_word has (2 + 2) phrases x 3 counts x 3 separators = 36 keys: 100 cannot be drawn
+    monkeypatch.setattr(instruction_suite, "WORDS", ("owl", "cat"))
+    with pytest.raises(ValueError, match="family 'repeat_word' cannot supply .* of 100 train"):
+        build_instruction_suite(100, 0, 0, families=["repeat_word"])
 
 
 # ----------------------------------------------------------------------------- the verb
@@ -284,10 +286,17 @@ def test_cli_writes_the_folder(tmp_path, capsys):
     assert main([*args, "--seed", "6"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "train.jsonl").read_bytes() == before
-    assert main([*args, "--seed", "6", "--overwrite", "--families", "uppercase", "pick_item"]) == 0
+    more = ["--families", "uppercase", "pick_item", "--prompt-style", "phi3"]
+    assert main([*args, "--seed", "6", "--overwrite", *more]) == 0
     info = json.loads((out / "suite.json").read_text(encoding="utf-8"))
     assert info["seed"] == 6 and list(info["families"]) == ["uppercase", "pick_item"]
-    assert set(load_instruction_records(out / "train.jsonl")["family"]) == {"uppercase", "pick_item"}
+    assert info["pretrain"]["prompt_style"] == "phi3"
+    train = load_instruction_records(out / "train.jsonl")
+    assert set(train["family"]) == {"uppercase", "pick_item"}
+    docs = (out / "pretrain.txt").read_text(encoding="utf-8").split("<|endoftext|>")[:-1]
+    assert docs == [render(r, "phi3")[1] for r in rows(train)]
+    assert main([*args, "--overwrite", "--prompt-style", "chat"]) == 2
+    assert "--prompt-style must be one of ('alpaca', 'phi3'), got 'chat'" in capsys.readouterr().err
 
 
 def test_cli_errors_leave_no_folder(tmp_path, capsys, monkeypatch):
