@@ -156,6 +156,22 @@ def _describe(reason: object, timeout: float) -> str:
     return " ".join(str(reason).split()) or type(reason).__name__
 
 
+def judge_reachable(url: str, timeout: float = 3.0) -> str | None:
+    """Whether the judge's host accepts a connection now: None if it does, else the cause (a quick check before
+    a long run; the judge is asked only at the end).
+
+    Raises:
+        ValueError: `url` is not an http(s) URL with a host.
+    """
+    parts = urllib.parse.urlsplit(chat_completions_url(url))
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return _describe(err, timeout)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse redirects: urllib would resend the Authorization header to wherever a redirect points."""
 
@@ -327,6 +343,7 @@ __all__ = [
     "JudgeUnavailable",
     "chat_completions_url",
     "judge_prompt",
+    "judge_reachable",
     "judge_responses",
     "parse_score",
     "query_judge",

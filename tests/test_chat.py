@@ -98,6 +98,9 @@ class Terminal:
             stderr=slave,
             env=env,
             start_new_session=True,
+            # a test runner may ignore SIGINT (pytest-xdist's workers do), and an ignored SIGINT is inherited:
+            # give the chat the default, as in a terminal, so Python turns Ctrl-C into KeyboardInterrupt
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         os.close(slave)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -253,7 +256,15 @@ def test_ctrl_c_at_the_prompt_ends_the_chat_with_status_0(folder, terminal):
     assert "Traceback" not in term.transcript
 
 
-def test_ctrl_c_during_a_reply_stops_it_and_forgets_the_exchange(folder, monkeypatch, capsys):
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal (pytest-xdist's workers ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_reply_stops_it_and_forgets_the_exchange(folder, monkeypatch, capsys, default_sigint):
     original = TextStreamer.on_finalized_text
     interrupts = []
 

@@ -126,17 +126,15 @@ def test_assistant_mask_is_the_response_and_end_token_as_our_collator_masks(toke
 
     collate = InstructionCollator(pad_token_id=tokenizer.pad_token_id, mask_prompt=True)
     records = Dataset.from_list(picked)
-    # Style "chat": the template's text, end token included; the collator appends its own end token.
+    # Style "chat": the template's text without its final end token, which the collator appends (one end token,
+    # as with every style): the same ids, and the same targets as the template's assistant mask.
     chat = collate(list(tokenize_instructions(records, tokenizer, style="chat")))
     width = max(len(ids) for ids, _ in rows)
-    assert chat["labels"].shape == (len(rows), width + 1)
-    expected = masked_labels(rows, width + 1)
+    assert chat["labels"].shape == (len(rows), width)
     for i, (ids, _) in enumerate(rows):
-        n = len(ids)
-        assert chat["input_ids"][i, :n].tolist() == ids
-        expected[i, n] = eos  # the collator's end token, a second target after the template's
-        assert chat["labels"][i, : n + 1].tolist()[-2:] == [eos, eos]
-    assert torch.equal(chat["labels"], expected)
+        assert chat["input_ids"][i, : len(ids)].tolist() == ids
+        assert chat["labels"][i].tolist().count(eos) == 1
+    assert torch.equal(chat["labels"], masked_labels(rows, width))
 
     # Style "alpaca": the prompt written in Python (no end token) + the collator's end token = the template.
     alpaca = collate(list(tokenize_instructions(records, tokenizer, style="alpaca")))

@@ -58,7 +58,7 @@ def chat(
         raise ValueError(
             f"the tokenizer of {tokenizer or model_dir} has no chat template, so it cannot render a conversation; "
             "chat with a model fine-tuned by `scratchgpt finetune-instruct` (it carries the template of its prompt "
-            "style), not a plain pretrained folder, or give --tokenizer a tokenizer with a chat_template"
+            "style), or give --tokenizer a tokenizer with a chat_template"
         )
     model = AutoModelForCausalLM.from_pretrained(where).eval()
     context = model.config.max_position_embeddings

@@ -71,6 +71,8 @@ def load_instruction_records(path: str | os.PathLike) -> Dataset:
             raise ValueError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
         if not isinstance(records, list):
             raise ValueError(f"{path}: expected a JSON array of records, got {type(records).__name__}")
+    if not records:
+        raise ValueError(f"{path}: no records (expected {{instruction, input, output}} or {{messages}} objects)")
     for i, record in enumerate(records):
         _check_record(record, i, os.fspath(path))
     if records and all("messages" not in r for r in records):
@@ -101,7 +103,7 @@ def split_instructions(
         raise ValueError(f"fractions {list(fractions)} must be 3 non-negative numbers summing to 1")
     n_train, n_test = int(len(ds) * fractions[0]), int(len(ds) * fractions[1])
     bounds = (0, n_train, n_train + n_test, len(ds))
-    return DatasetDict({name: ds.select(range(a, b)) for name, a, b in zip(names, bounds, bounds[1:])})
+    return DatasetDict({name: ds.select(range(a, b) if b > a else []) for name, a, b in zip(names, bounds, bounds[1:])})
 
 
 INSTRUCTION_SPLITS = ("train", "validation", "test")

@@ -43,6 +43,7 @@ from ..data.instruction import (
     tokenize_instructions,
 )
 from ..generation import generate_responses
+from ..judge import JudgeUnavailable, judge_reachable, judge_responses
 from ..metrics import generation_metrics
 from ..model import ScratchGPTForCausalLM
 from ..prompts import STYLES, TEMPLATE_STYLES, chat_template, render
@@ -169,6 +170,10 @@ class InstructionTask(FinetuneTask):
                 "(their template is saved with the model)"
             )
         self.eos = tok.eos_token_id
+        if cfg.judge_url and acc.is_main_process:
+            cause = judge_reachable(cfg.judge_url)  # a bad URL is an error now, not after training
+            if cause is not None:
+                print(f"judge: {cfg.judge_url} is not reachable now ({cause}); it is asked again once training ends")
         context = base_config.context_length
         if cfg.max_length is not None and cfg.max_length > context:
             raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
@@ -178,6 +183,9 @@ class InstructionTask(FinetuneTask):
                 cfg.data, cfg.val_fraction, cfg.test_fraction, cfg.split_seed
             )
             tokenized = tokenize_instructions(splits, tok, cfg.prompt_style)
+        for name, ds in tokenized.items():  # a map over no records adds no columns
+            if len(ds) == 0:
+                tokenized[name] = Dataset.from_dict({"input_ids": [], "prompt_length": []})
         self.skipped = {}
         if cfg.overlong == "skip":
             kept = {}
@@ -276,16 +284,19 @@ class InstructionTask(FinetuneTask):
         if not cfg.generate_test or len(records) == 0:
             return results
         rows, prompts = [], []
-        too_long = 0
+        too_long = 0  # the examples the test loss left out (overlong: skip), or prompts that fill the context
         for record in records:
-            prompt, _ = render(record, cfg.prompt_style, self.tokenizer)
-            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            if len(ids) >= model.config.max_position_embeddings:
+            prompt, full = render(record, cfg.prompt_style, self.tokenizer)
+            ids = self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+            whole = len(self.tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]) + 1
+            skipped = cfg.overlong == "skip" and whole > self.max_length
+            if skipped or len(ids) >= model.config.max_position_embeddings:
                 too_long += 1
                 continue
             rows.append(record)
             prompts.append(ids)
-        print(f"generating responses to {len(prompts)} test prompts (greedy, up to {cfg.max_new_tokens} tokens)")
+        left = f"; {too_long} longer ones left out, as from the test loss" if too_long else ""
+        print(f"generating responses to {len(prompts)} test prompts (greedy, up to {cfg.max_new_tokens} tokens){left}")
         responses = generate_responses(
             model,
             self.tokenizer,
@@ -299,7 +310,7 @@ class InstructionTask(FinetuneTask):
         scores = generation_metrics([r["response"] for r in lines], [r["reference"] for r in lines]) if lines else {}
         generation = {
             "responses": len(lines),
-            "not_answered_prompt_too_long": too_long,
+            "left_out_too_long": too_long,
             **scores,
             "ended_with_eos": sum(r["ended"] for r in lines) / len(lines) if lines else float("nan"),
             "responses_file": RESPONSES_FILE,
@@ -311,8 +322,6 @@ class InstructionTask(FinetuneTask):
         return results
 
     def _judge(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
-        from ..judge import JudgeUnavailable, judge_responses  # only runs that ask for a judge need it
-
         cfg = self.config
         print(f"judge: scoring {len(lines)} responses with {cfg.judge_model} at {cfg.judge_url}")
         entries = [{**r, "output": r["reference"]} for r in lines]
@@ -354,6 +363,7 @@ class InstructionTask(FinetuneTask):
             "mask_prompt": "yes" if cfg.mask_prompt else "no",
             "packing": "yes" if cfg.packing else "no",
             "max_length": self.max_length,
+            "longest_example": max(self.provenance["longest_example"].values(), default=0),
             "overlong": cfg.overlong,
             "left_out": sum(self.skipped.values()),
             "train_mode": cfg.train_mode,
@@ -366,9 +376,14 @@ class InstructionTask(FinetuneTask):
             "judge": (
                 f"{judge['mean_score']:.1f} / 100 ({judge.get('judge_model')}, {judge.get('scored')} scored)"
                 if judge.get("mean_score") is not None
+                else f"unavailable ({judge['error']})"
+                if "error" in judge
+                else "no score parsed"
+                if judge
                 else "not run"
             ),
             "adapter_note": (
+                f"`model.safetensors` holds the merged weights (base + LoRA update), loadable without peft; "
                 f"`adapter/` holds the LoRA adapter (rank {cfg.rank}, alpha {cfg.alpha}) in peft's format; "
                 f'`PeftModel.from_pretrained(base, "{cfg.out_dir / "final" / "adapter"}")` loads it on the base '
                 "model loaded with `AutoModelForCausalLM`."

@@ -156,4 +156,9 @@ def test_chat_records_load_and_tokenize(tmp_path, verdict_tokenizer):
     ds = load_instruction_records(tmp_path / "chat.jsonl")
     tokd = tokenize_instructions(ds, verdict_tokenizer, style="chat")
     row = tokd[0]
-    assert verdict_tokenizer.decode(row["input_ids"][row["prompt_length"] :]) == "Hello<|endoftext|>"
+    # the template's end token is dropped: the collator appends the one end token, as for the other styles
+    assert verdict_tokenizer.decode(row["input_ids"][row["prompt_length"] :]) == "Hello"
+    eos = verdict_tokenizer.eos_token_id
+    batch = InstructionCollator(pad_token_id=eos, mask_prompt=True)([row])
+    targets = batch["labels"][0][batch["labels"][0] != -100].tolist()
+    assert verdict_tokenizer.decode(targets) == "Hello<|endoftext|>" and targets.count(eos) == 1

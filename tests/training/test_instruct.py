@@ -206,10 +206,14 @@ def test_long_examples_are_left_out_with_a_count_and_an_unreachable_judge_is_one
     out = capsys.readouterr().out
     assert "left out examples longer than 64 tokens (end token included): 1 train" in out
     judge_lines = [line for line in out.splitlines() if line.startswith("judge: ") and url in line]
-    assert len(judge_lines) == 2  # "scoring ..." and the one line saying why it could not
+    assert len(judge_lines) == 3  # not reachable before training, "scoring ...", and why it could not
+    assert "is not reachable now (connection refused" in judge_lines[0]
     results = json.loads((tmp_path / "out" / "final" / "eval_results.json").read_text())
     assert url in results["test_generation"]["judge"]["error"]
     assert "exact_match" in results["test_generation"]  # the other results are written
+    assert results["test_generation"]["responses"] == results["test"]["examples"]
+    card = (tmp_path / "out" / "final" / "README.md").read_text()
+    assert "| LLM judge (0-100, the book's prompt) | unavailable (" in card
     assert json.loads((tmp_path / "out" / "data_provenance.json").read_text())["left_out"]["train"] == 1
 
 
@@ -230,3 +234,21 @@ def test_the_judge_scores_the_test_responses_over_http(base_model, data_json, tm
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl", ".yaml", ".md", ".txt"):
             assert "sk-judge-secret" not in path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_splits_may_be_missing_or_empty_and_no_records_is_one_line(base_model, tmp_path, capsys):
+    folder = tmp_path / "only-train"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(24)), encoding="utf-8")
+    assert main(_args(base_model, folder, tmp_path / "a", "--max-steps", "1")) == 0  # no validation, no test
+    assert not (tmp_path / "a" / "test_responses.jsonl").exists()
+    data = tmp_path / "all-train.json"
+    data.write_text(json.dumps(_records(24)), encoding="utf-8")
+    extra = ["--max-steps", "1", "--val-fraction", "0", "--test-fraction", "0"]
+    assert main(_args(base_model, data, tmp_path / "b", *extra)) == 0
+    assert json.loads((tmp_path / "b" / "data_provenance.json").read_text())["train_examples"] == 24
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]", encoding="utf-8")
+    capsys.readouterr()
+    assert main(_args(base_model, empty, tmp_path / "c")) == 2
+    assert "empty.json: no records" in capsys.readouterr().err and not (tmp_path / "c").exists()
