@@ -153,9 +153,7 @@ class ClassifierConfig(FinetuneConfig, ClassificationData):
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-classifier`."""
-        model = Path(self.model.rstrip("/")) if self.model else Path("model")
-        model_name = model.parent.name if model.name == "final" else model.name
-        return f"{model_name}-{Path((self.data or 'data').rstrip('/')).stem}-classifier"
+        return self.run_name(self.data, "classifier")
 
 
 def classification_stats(model: nn.Module, batch: dict, num_labels: int) -> dict[str, torch.Tensor]:

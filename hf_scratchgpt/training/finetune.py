@@ -82,6 +82,12 @@ class FinetuneConfig(TrainConfig):
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
 
+    def run_name(self, data: str | None, task: str) -> str:
+        """`<model folder>-<data stem>-<task>`: a run folder named after what it starts from (`final` is skipped)."""
+        model = Path(self.model.rstrip("/")) if self.model else Path("model")
+        model_name = model.parent.name if model.name == "final" else model.name
+        return f"{model_name}-{Path((data or 'data').rstrip('/')).stem}-{task}"
+
 
 def scratchgpt_config(source: str) -> tuple[ScratchGPTConfig, str | Path]:
     """The config of the ScratchGPT model at `source` (a folder or Hub id) and where it is.

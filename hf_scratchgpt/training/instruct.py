@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset
@@ -49,7 +48,7 @@ from ..model import ScratchGPTForCausalLM
 from ..prompts import STYLES, TEMPLATE_STYLES, chat_template, render
 from ..tokenization import load_tokenizer
 from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
-from .pretrain import causal_lm_loss, causal_lm_metrics, causal_lm_stats
+from .pretrain import NextTokenObjective
 from .run import run_training
 from .task import TaskSetup
 
@@ -135,9 +134,7 @@ class InstructConfig(FinetuneConfig):
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-instruct`."""
-        model = Path(self.model.rstrip("/")) if self.model else Path("model")
-        model_name = model.parent.name if model.name == "final" else model.name
-        return f"{model_name}-{Path((self.data or 'data').rstrip('/')).stem}-instruct"
+        return self.run_name(self.data, "instruct")
 
 
 def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
@@ -147,7 +144,7 @@ def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
     return kept, len(tokenized) - len(kept)
 
 
-class InstructionTask(FinetuneTask):
+class InstructionTask(NextTokenObjective, FinetuneTask):
     """Fine-tuning a ScratchGPT to follow instructions (the book's chapter 7)."""
 
     card_template = "instruct"
@@ -248,23 +245,19 @@ class InstructionTask(FinetuneTask):
             h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
         return h.hexdigest()
 
+    def _encode(self, record: dict[str, Any]) -> tuple[list[int], int]:
+        """A record's prompt ids (what a response is generated from) and the token count of the whole example."""
+        prompt, full = render(record, self.config.prompt_style, self.tokenizer)
+        ids = self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+        return ids, len(self.tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]) + 1
+
     def _first_prompt(self, splits: Any) -> list[int] | None:
         """Token ids of the prompt of the first validation (else training) record, for the samples."""
         for name in ("validation", "train"):
             if len(splits[name]):
-                prompt, _ = render(splits[name][0], self.config.prompt_style, self.tokenizer)
-                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                ids, _ = self._encode(splits[name][0])
                 return ids if len(ids) < self.max_length else None
         return None
-
-    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return causal_lm_loss(model, batch)
-
-    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        return causal_lm_stats(model, batch)
-
-    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
-        return causal_lm_metrics(totals)
 
     def sample(self, model: nn.Module) -> str | None:
         """The greedy response to the first validation prompt."""
@@ -286,9 +279,7 @@ class InstructionTask(FinetuneTask):
         rows, prompts = [], []
         too_long = 0  # the examples the test loss left out (overlong: skip), or prompts that fill the context
         for record in records:
-            prompt, full = render(record, cfg.prompt_style, self.tokenizer)
-            ids = self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
-            whole = len(self.tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]) + 1
+            ids, whole = self._encode(record)
             skipped = cfg.overlong == "skip" and whole > self.max_length
             if skipped or len(ids) >= model.config.max_position_embeddings:
                 too_long += 1

@@ -122,7 +122,20 @@ def causal_lm_metrics(totals: dict[str, float]) -> dict[str, float]:
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
-class CausalLMTask(Task):
+class NextTokenObjective:
+    """The loss, statistics and metrics of every causal-LM task (pretraining, instruction tuning)."""
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return causal_lm_loss(model, batch)
+
+    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        return causal_lm_stats(model, batch)
+
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        return causal_lm_metrics(totals)
+
+
+class CausalLMTask(NextTokenObjective, Task):
     """Pretraining: next-token prediction on sliding windows of a corpus."""
 
     card_template = "pretrain"
@@ -188,15 +201,6 @@ class CausalLMTask(Task):
         config = ScratchGPTConfig.from_preset(cfg.preset, **overrides)
         config._attn_implementation = cfg.attn_implementation
         return config
-
-    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return causal_lm_loss(model, batch)
-
-    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        return causal_lm_stats(model, batch)
-
-    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
-        return causal_lm_metrics(totals)
 
     def sample(self, model: nn.Module) -> str:
         """The greedy continuation of `sample_prompt`."""
