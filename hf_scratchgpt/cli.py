@@ -22,8 +22,12 @@ from .commands import (
     classify,
     convert_book,
     convert_gpt2,
+    evaluate,
+    export_gguf,
     export_gpt2,
     generate,
+    hub_pull,
+    hub_push,
     init_model,
     make_instruction_suite,
     split_classifier_data,
@@ -34,7 +38,7 @@ from .training.classify import finetune_classifier
 from .training.instruct import finetune_instruct
 from .training.pretrain import pretrain
 
-# family -> verb -> function (the `hub` and `evaluate` families arrive with their issues)
+# family -> verb -> function
 VERBS: dict[str, dict[str, Callable[..., Any]]] = {
     "model": {
         "train-tokenizer": train_tokenizer,
@@ -44,10 +48,15 @@ VERBS: dict[str, dict[str, Callable[..., Any]]] = {
         "chat": chat,
     },
     "data": {"split-classifier-data": split_classifier_data, "make-instruction-suite": make_instruction_suite},
-    "convert": {"convert-gpt2": convert_gpt2, "export-gpt2": export_gpt2, "convert-book": convert_book},
+    "convert": {
+        "convert-gpt2": convert_gpt2,
+        "export-gpt2": export_gpt2,
+        "export-gguf": export_gguf,
+        "convert-book": convert_book,
+    },
     "train": {"pretrain": pretrain, "finetune-classifier": finetune_classifier, "finetune-instruct": finetune_instruct},
-    "hub": {},
-    "evaluate": {},
+    "hub": {"push": hub_push, "pull": hub_pull},
+    "evaluate": {"evaluate": evaluate},
 }
 BAD_INPUT = (ValueError, OSError, ImportError)  # UsageError is a ValueError; missing extras are ImportErrors
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -35,17 +36,29 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
         raise FileExistsError(
             f"output folder {out} already exists and is not empty; pass --overwrite (overwrite=True) to replace it"
         )
+    _check_writable_parent(out, "output folder")
+    return out
+
+
+def _check_writable_parent(out: Path, what: str) -> None:
+    """Raise unless the nearest existing ancestor of `out` is a folder this process can create files in."""
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write output folder {out}: {parent} is not a folder")
+        raise NotADirectoryError(f"cannot write {what} {out}: {parent} is not a folder")
     try:  # really try: permission bits say little to root or on read-only file systems
         probe = tempfile.mkdtemp(prefix=".write-probe-", dir=parent)
     except OSError as err:
-        raise PermissionError(f"cannot write output folder {out}: {parent} is not writable ({err.strerror})") from None
+        raise PermissionError(f"cannot write {what} {out}: {parent} is not writable ({err.strerror})") from None
     os.rmdir(probe)
-    return out
+
+
+def _ordinary_mode(path: Path, mode: int) -> None:
+    """Give `path` the permissions a new file or folder gets under the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 @contextlib.contextmanager
@@ -58,9 +71,7 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
     out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    _ordinary_mode(tmp, 0o777)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -73,6 +84,52 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def destination(folder: str | os.PathLike) -> Path:
+    """Where a folder being written ends up: `.NAME.tmp-*` (atomic_output_dir) or `.NAME.partial` (a checkpoint)
+    becomes NAME beside it; any other folder is its own destination."""
+    folder = Path(folder)
+    found = re.fullmatch(r"\.(.+?)\.(tmp-.*|partial)", folder.name)
+    return folder.with_name(found.group(1)) if found else folder
+
+
+def check_output_file(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Fail early (before any work) if the file `out` cannot be written.
+
+    Raises:
+        FileExistsError: `out` exists and `overwrite` is False.
+        IsADirectoryError: `out` is a folder.
+        PermissionError: the folder it goes in is not writable.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"output path {out} is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output file {out} already exists; pass --overwrite (overwrite=True) to replace it")
+    _check_writable_parent(out, "output file")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_file(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling file to write into; on success it is renamed to `out`.
+
+    On an exception the temporary file is removed and `out` is left as it was, so a reader never
+    sees a partial file under the final name.
+    """
+    out = check_output_file(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    _ordinary_mode(tmp, 0o666)  # mkstemp makes it private; the result is an ordinary file
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
 
 
 def save_model_files(
@@ -108,6 +165,7 @@ def write_model_folder(
     command: str,
     template: str = "model",
     card_fields: dict[str, Any] | None = None,
+    card_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
     extras: Callable[[Path], None] | None = None,
 ) -> Path:
@@ -120,6 +178,7 @@ def write_model_folder(
         command: The `scratchgpt` verb that made it (for the card).
         template: Card template name.
         card_fields: Values of the template's own placeholders (the standard ones are filled in).
+        card_meta: The card header's keywords of `cards.card_data` (license, base_model, datasets, results).
         overwrite: Replace an existing, non-empty `out`.
         extras: Writes further files into the folder before it is complete (called with the folder
             being written), e.g. a LoRA adapter or evaluation results.
@@ -128,6 +187,6 @@ def write_model_folder(
         save_model_files(tmp, model, tokenizer)
         if extras is not None:
             extras(tmp)
-        card = model_card(template, model, out, command, **(card_fields or {}))
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        card = model_card(template, model, out, command, card_meta, **(card_fields or {}))
+        (tmp / "README.md").write_text(str(card), encoding="utf-8")
     return Path(out)

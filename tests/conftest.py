@@ -14,7 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: the workers share th
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-pytest_plugins = ("tests.judge_server",)  # the judge_server and closed_port fixtures
+pytest_plugins = ("tests.judge_server", "tests.hub_server")  # judge_server, closed_port; hub_server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", REPO.parent / "shared" / "data"))

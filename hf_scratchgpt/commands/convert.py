@@ -1,4 +1,4 @@
-"""The `convert` family of verbs: `scratchgpt convert-gpt2`, `export-gpt2` and `convert-book`.
+"""The `convert` family of verbs: `scratchgpt convert-gpt2`, `export-gpt2`, `export-gguf` and `convert-book`.
 
 Each reads and checks everything before it writes, and writes its folder atomically, so a bad input
 leaves nothing in OUT.
@@ -12,6 +12,7 @@ from typing import Any
 
 from ..convert import book_to_scratchgpt, gpt2_to_scratchgpt, scratchgpt_to_gpt2
 from ..folders import check_output_dir, write_model_folder
+from ..gguf_export import export_gguf_file
 from ..tokenization import gpt2_tokenizer, has_tokenizer_files, load_tokenizer
 
 
@@ -56,6 +57,7 @@ def convert_gpt2(src: str, out: str, tokenizer: str | None = None, overwrite: bo
             "provenance": f"Weights of the transformers GPT-2 checkpoint `{src}`: `c_attn` split into "
             "W_query/W_key/W_value and every Conv1D weight transposed; nothing trained.",
         },
+        card_meta={"license": "mit"},  # GPT-2's weights are MIT-licensed
         overwrite=overwrite,
     )
     print(f"converted GPT-2 {src} ({model.num_parameters():,} parameters) -> {out}")
@@ -81,6 +83,39 @@ def export_gpt2(src: str, out: str, overwrite: bool = False) -> Path:
     )
     print(f"exported {src} as GPT-2 ({model.num_parameters():,} parameters) -> {out}")
     return Path(out)
+
+
+def export_gguf(
+    src: str,
+    out: str,
+    dtype: str = "f32",
+    tokenizer: str | None = None,
+    modelfile: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write a ScratchGPT causal LM as a GGUF file for llama.cpp and Ollama (llama.cpp's GPT-2 layout).
+
+    The file holds the weights, the hyperparameters, the tokenizer with its merges and the chat
+    template; an Ollama Modelfile is written beside it (`ollama create NAME -f Modelfile`).
+
+    Args:
+        src: ScratchGPT folder (config.json with model_type scratchgpt, model.safetensors, tokenizer.json).
+        out: GGUF file to write, e.g. model.gguf.
+        dtype: Weight type: f32 (exact), f16, or q8_0 (llama.cpp's 8-bit blocks; matrices whose rows
+            are not a multiple of 32 long stay f16).
+        tokenizer: Tokenizer to write (default: SRC's own).
+        modelfile: Also write an Ollama Modelfile beside OUT (the chat template, stop tokens, defaults).
+        overwrite: Replace an existing OUT (and Modelfile).
+
+    Returns:
+        The GGUF file.
+    """
+    path, mf = export_gguf_file(src, out, dtype=dtype, tokenizer=tokenizer, modelfile=modelfile, overwrite=overwrite)
+    size = path.stat().st_size / 2**20
+    print(f"exported {src} as GGUF {dtype} ({size:,.1f} MiB) -> {path}")
+    if mf is not None:
+        print(f"Ollama: cd {mf.parent} && ollama create NAME -f {mf.name}")
+    return path
 
 
 def convert_book(
@@ -125,6 +160,7 @@ def convert_book(
             "provenance": f"The book's `GPTModel` state dict `{ckpt}` (preset `{preset}`), keys prefixed with "
             "`transformer.`; nothing trained.",
         },
+        card_meta={"license": "mit"},  # GPT-2's weights are MIT-licensed
         overwrite=overwrite,
     )
     print(f"converted {ckpt} ({type(model).__name__}, {model.num_parameters():,} parameters) -> {out}")

@@ -33,6 +33,7 @@ class TrainState:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    train_seconds: float = 0.0  # wall time of the steps done, summed over resumed invocations
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

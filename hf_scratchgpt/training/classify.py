@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset, DatasetDict
+from huggingface_hub import EvalResult
 from torch import nn
 
+from ..cards import data_name, result
 from ..data.classification import (
     SPLITS,
     ClassificationCollator,
@@ -286,6 +288,15 @@ class ClassificationTask(FinetuneTask):
             }
         return results
 
+    def eval_results(self, results: dict[str, Any]) -> list[EvalResult]:
+        name = data_name(self.config.data)
+        return [
+            result("text-classification", name, hub_split, metric, results[split][key])
+            for split, hub_split in (("val", "validation"), ("test", "test"))
+            if split in results
+            for key, metric in (("accuracy", "accuracy"), ("f1", "f1"))
+        ]
+
     def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg, results = self.config, results or {}
 
@@ -300,6 +311,7 @@ class ClassificationTask(FinetuneTask):
         return {
             "base_model": self.base,
             "data": str(cfg.data),
+            "train_sha256": self.provenance.get("train_sha256", "n/a"),
             "labels": ", ".join(self.labels),
             "split_sizes": " / ".join(
                 str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")

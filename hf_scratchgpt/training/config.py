@@ -59,6 +59,10 @@ class TrainConfig:
         keep_last: Checkpoints kept.
         resume: auto (the last complete checkpoint in OUT, if any) or a checkpoint folder.
         overwrite: Replace an existing OUT (only once everything is validated).
+        license: License of the model card's header (a Hub license id, e.g. apache-2.0, mit, other).
+        push_to_hub: Hub repo id (user/name) to push the final folder to once the run has finished
+            (a LoRA run pushes its adapter; see `scratchgpt push`).
+        hub_private: Create the pushed repo private.
     """
 
     # optimisation
@@ -91,11 +95,15 @@ class TrainConfig:
     keep_last: int = 2
     resume: str | None = None
     overwrite: bool = False
+    # sharing
+    license: str = "apache-2.0"
+    push_to_hub: str | None = None
+    hub_private: bool = False
 
     # options that may change when a run is resumed: they leave it the same run
     SAFE_ON_RESUME: ClassVar[frozenset[str]] = frozenset(
         {"max_steps", "epochs", "eval_every", "eval_batches", "save_every", "keep_last", "log_with",
-         "early_stopping_patience", "out", "name", "resume", "overwrite"}
+         "early_stopping_patience", "out", "name", "resume", "overwrite", "license", "push_to_hub", "hub_private"}
     )  # fmt: skip
     # the verb that runs this config (for messages such as the resume command)
     VERB: ClassVar[str] = "train"

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from huggingface_hub import EvalResult
 from torch import nn
 from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
+from ..cards import data_name, model_card
+from ..folders import destination
 from ..lora import (
     check_rank_alpha,
     linear_names,
@@ -160,6 +163,7 @@ class FinetuneTask(Task):
     def prepare(self, model: nn.Module, source: str | Path, verbose: bool = True) -> nn.Module:
         """Apply the train mode to the model loaded from `source`; says what trains when `verbose`."""
         self.base = source if isinstance(source, str) else str(Path(source).resolve())
+        self.base_hub_id = source if isinstance(source, str) else None  # a str source is a Hub id
         self.trainable = apply_train_mode(model, self.config, self.head_modules)
         t = self.trainable
         if verbose:
@@ -168,6 +172,17 @@ class FinetuneTask(Task):
                 f"({t['percent']:.2f} %)"
             )
         return model
+
+    def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Datasets and base model; tasks add their `model-index` results (`eval_results`)."""
+        tags = ["lora"] if self.config.train_mode == "lora" else []
+        found = self.eval_results(results or {})
+        data = [data_name(self.config.data)]
+        return {"datasets": data, "base_model": self.base_hub_id, "tags": tags, "results": found}
+
+    def eval_results(self, results: dict[str, Any]) -> list[EvalResult]:
+        """The final evaluation as `model-index` results (default: none)."""
+        return []
 
     def export(self, model: nn.Module) -> nn.Module:
         """LoRA: a merged copy (plain linear layers, loadable without peft); otherwise the model itself."""
@@ -185,6 +200,21 @@ class FinetuneTask(Task):
                 modules_to_save=list(self.head_modules),
                 task_type=self.peft_task_type,
             )
+            cfg, t = self.config, self.trainable
+            path = destination(folder) / ADAPTER_DIR
+            meta = {
+                "license": cfg.license, "base_model": self.base_hub_id, "datasets": [data_name(cfg.data)],
+                "tags": ["lora", "peft"], "library_name": "peft",
+            }  # fmt: skip
+            card = model_card(
+                "adapter", model, path, cfg.VERB, meta,
+                rank=cfg.rank, alpha=cfg.alpha, target_modules=(
+                    "the body's linear layers" if cfg.target_modules is None
+                    else ", ".join(f"`{m}`" for m in cfg.target_modules)
+                ),
+                base_model=self.base, trainable=f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+            )  # fmt: skip
+            (folder / ADAPTER_DIR / "README.md").write_text(str(card), encoding="utf-8")
 
     def restore(self, model: nn.Module, folder: Path) -> None:
         if self.config.train_mode == "lora":

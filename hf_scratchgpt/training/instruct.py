@@ -32,8 +32,10 @@ from typing import Any, ClassVar
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset
+from huggingface_hub import EvalResult
 from torch import nn
 
+from ..cards import data_name, result
 from ..data.classification import quiet_progress
 from ..data.instruction import (
     InstructionCollator,
@@ -333,6 +335,13 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             results[split]["examples"] = self.provenance.get(f"{names.get(split, split)}_examples")
         return results
 
+    def eval_results(self, results: dict[str, Any]) -> list[EvalResult]:
+        name, gen = data_name(self.config.data), results.get("test_generation", {})
+        scores = [(k, gen[k]) for k in ("exact_match", "token_f1", "rouge_l") if k in gen]
+        if "test" in results:
+            scores.append(("loss", results["test"]["loss"]))
+        return [result("text-generation", name, "test", k, v) for k, v in scores]
+
     def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg, results, t = self.config, results or {}, self.trainable
         gen = results.get("test_generation", {})
@@ -347,6 +356,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         return {
             "base_model": self.base,
             "data": str(cfg.data),
+            "train_sha256": self.provenance.get("train_sha256", "n/a"),
             "split_sizes": " / ".join(
                 str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")
             ),

@@ -157,6 +157,7 @@ def train(parts: LoopParts, task: Task, settings: LoopSettings, state: TrainStat
     running = torch.zeros(2, dtype=torch.float64, device=acc.device)
     rank_batches = torch.zeros(acc.num_processes, dtype=torch.long, device=acc.device)
     last_time, last_tokens = time.perf_counter(), state.tokens_seen
+    started, seconds_before = last_time, state.train_seconds
     metrics: dict[str, Any] = {}
 
     def log_eval() -> dict[str, Any]:
@@ -245,6 +246,7 @@ def train(parts: LoopParts, task: Task, settings: LoopSettings, state: TrainStat
                 stop = patience_exhausted(metrics)
             periodic = bool(settings.save_every) and state.step % settings.save_every == 0
             requested = _agreed(acc, p.stop_requested())
+            state.train_seconds = seconds_before + time.perf_counter() - started
             if periodic or state.step == settings.max_steps or stop or requested:
                 path = save_checkpoint(acc, p.checkpoint_root, state, p.write_folder, settings.keep_last)
             if requested:

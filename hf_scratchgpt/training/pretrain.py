@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 
+from ..cards import data_name, result
 from ..data.lm import prepare_lm_datasets
 from ..data.sources import BUILTIN, load_documents
 from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
@@ -227,6 +228,14 @@ class CausalLMTask(NextTokenObjective, Task):
             **{k: provenance.get(k, "n/a") for k in ("train_windows", "validation_windows", "train_sha256")},
             "sample_prompt": cfg.sample_prompt,
             "sample": (cfg.sample_prompt + metrics.get("sample", "")).replace("\n", " "),
+        }
+
+    def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        names = [data_name(d) for d in self.config.data]
+        found = [(k, metrics[f"val_{k}"]) for k in ("loss", "perplexity") if f"val_{k}" in metrics]
+        return {
+            "datasets": names,
+            "results": [result("text-generation", ", ".join(names), "validation", k, v) for k, v in found],
         }
 
     def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:

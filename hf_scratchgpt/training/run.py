@@ -34,10 +34,12 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from huggingface_hub import HfApi
 from torch.utils.data import DataLoader
 
-from ..cards import template_fields
+from ..cards import hardware, template_fields
 from ..folders import check_output_dir, save_model_files, write_model_folder
+from ..hub import check_repo_id, push_folder, whoami
 from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resume_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .loop import LoopParts, LoopSettings, StopRequested, evaluation_totals, lr_lambda, param_groups, train
@@ -46,6 +48,7 @@ from .tracking import JSONLTracker, plot_losses, read_metrics, truncate_metrics
 
 TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim")
 RESULTS_FILE = "eval_results.json"  # the final evaluation of a task that has one, in final/
+PLOT_FILE = "loss.png"  # the loss curves, in the run folder and in final/
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -133,6 +136,12 @@ def _flat(values: dict) -> dict:
     return {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in values.items()}
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
 def _fmt(key: str, value: Any) -> str:
     return f"{value:.{2 if key.endswith('perplexity') else 4}f}" if isinstance(value, float) else "n/a"
 
@@ -149,6 +158,9 @@ def run_training(task: Task) -> Path:
     cfg.validate()
     check_trackers(cfg.log_with)
     template_fields(task.card_template)  # the final folder's card can be written (checked before training)
+    if cfg.push_to_hub is not None:  # a push that cannot work fails now, not after the training
+        check_repo_id(cfg.push_to_hub, "--push-to-hub")
+        whoami(HfApi())
     out, ckpt, replace = _plan(cfg)
     name = out.name
     acc = Accelerator(
@@ -254,7 +266,8 @@ def _train_and_save(
         card = {"name": out.name, "weights": weights, "provenance": "The best weights so far of this run."}
         best = acc.unwrap_model(model)
         write_model_folder(
-            out / "best", task.export(best), tok, command=cfg.VERB, card_fields=card, overwrite=True,
+            out / "best", task.export(best), tok, command=cfg.VERB, card_fields=card,
+            card_meta={"license": cfg.license}, overwrite=True,
             extras=lambda folder: task.write_extras(best, folder),
         )  # fmt: skip
 
@@ -305,6 +318,7 @@ def _train_and_save(
             results = task.final_outputs(final_model, out, results)
         acc.wait_for_everyone()
     if acc.is_main_process:
+        plot = plot_losses(out / "metrics.jsonl", out / PLOT_FILE, metric=task.plot_metric)
         fields = {
             **{k: _fmt(k, v) for k, v in metrics.items() if isinstance(v, float)},  # the last evaluation
             "name": out.name,
@@ -315,6 +329,9 @@ def _train_and_save(
             **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay")},
             "clip_grad": "none" if cfg.clip_grad is None else cfg.clip_grad,
             **{k: getattr(cfg, k) for k in ("mixed_precision", "seed")},
+            "hardware": f"{hardware()}, {acc.num_processes} process(es)",
+            "train_time": _duration(state.train_seconds),
+            "loss_plot": f"![losses]({PLOT_FILE})" if plot else "No evaluation was logged, so there is no plot.",
             **task.card_fields(metrics, results),
         }
 
@@ -322,14 +339,19 @@ def _train_and_save(
             task.write_extras(final_model, folder)
             if results is not None:
                 (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            if plot:
+                shutil.copyfile(plot, folder / PLOT_FILE)
 
+        meta = {"license": cfg.license, **task.card_metadata(metrics, results)}
         write_model_folder(
             final, task.export(final_model), tok, command=cfg.VERB, template=task.card_template,
-            card_fields=fields, overwrite=True, extras=extras,
+            card_fields=fields, card_meta=meta, overwrite=True, extras=extras,
         )  # fmt: skip
-        plot = plot_losses(out / "metrics.jsonl", out / "loss.png", metric=task.plot_metric)
         print(f"final: {task.summary(metrics, results)}")
         print(f"model -> {final}" + (f", plot -> {plot}" if plot else ""))
+        if cfg.push_to_hub is not None:
+            url = push_folder(out, cfg.push_to_hub, private=cfg.hub_private)
+            print(f"pushed -> {url}")
     acc.wait_for_everyone()
     acc.end_training()  # last: it also ends the process group
     return final

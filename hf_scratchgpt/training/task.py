@@ -114,6 +114,15 @@ class Task:
         """
         return {}
 
+    def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The final card's header beyond the run's own: `cards.card_data` keywords (datasets, base_model, results).
+
+        Args:
+            metrics: The last evaluation's logged values.
+            results: The final evaluation's results (None without one).
+        """
+        return {}
+
     def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
         """One line that ends the run's output."""
         return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))

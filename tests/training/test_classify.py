@@ -22,6 +22,7 @@ from hf_scratchgpt.training.classify import ClassifierConfig
 from hf_scratchgpt.training.finetune import apply_train_mode
 from hf_scratchgpt.training.tracking import read_metrics
 
+from ..card_checks import check_card
 from ..conftest import tiny_config
 
 GOOD = ["great", "lovely", "superb", "happy", "wonderful", "fine", "bright", "sunny"]
@@ -99,6 +100,8 @@ def test_run_writes_a_classifier_folder_with_results_plot_and_card(trained):
     card = (final / "README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "{" not in card.replace("{%", "")
     assert f"{100 * results['test']['accuracy']:.2f} %" in card
+    check_card(final, pipeline_tag="text-classification", datasets=["reviews.csv"], metrics={"accuracy", "f1"})
+    assert "![losses](loss.png)" in card and (final / "loss.png").stat().st_size > 1000
     provenance = json.loads((trained / "data_provenance.json").read_text())
     assert sum(provenance["train_class_counts"]) == 140 and len(provenance["train_sha256"]) == 64
 
@@ -206,6 +209,8 @@ def test_lora_run_writes_a_merged_model_and_a_peft_adapter(base_model, data_csv,
     assert config["base_model_name_or_path"] == str(base_model.resolve())
     assert config["task_type"] == "SEQ_CLS" and config["modules_to_save"] == ["score"] and config["r"] == 4
     assert not any(".lora." in k for k in load_file(final / "model.safetensors"))  # merged: plain layers
+    check_card(adapter, pipeline_tag="text-classification", library_name="peft", datasets=["reviews.csv"])
+    assert f'PeftModel.from_pretrained(base, "{adapter}")' in (adapter / "README.md").read_text()
     merged = AutoModelForSequenceClassification.from_pretrained(final).eval()
     base = AutoModelForSequenceClassification.from_pretrained(
         config["base_model_name_or_path"], num_labels=2, id2label=merged.config.id2label

@@ -21,6 +21,7 @@ from hf_scratchgpt.prompts import chat_template, format_input, record_to_message
 from hf_scratchgpt.tokenization import load_tokenizer, train_bpe_tokenizer
 from hf_scratchgpt.training.tracking import read_metrics
 
+from ..card_checks import check_card
 from ..conftest import tiny_config
 
 COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "sun": "yellow", "rose": "red"}
@@ -100,6 +101,8 @@ def test_run_writes_a_chat_folder_responses_and_scores(trained):
     card = (final / "README.md").read_text()
     assert "pipeline_tag: text-generation" in card and "{" + "exact_match}" not in card
     assert f"| exact match | {100 * generated['exact_match']:.2f} % |" in card
+    metrics = {"exact_match", "token_f1", "rouge_l", "loss"}
+    check_card(final, pipeline_tag="text-generation", datasets=["colours.json"], metrics=metrics)
     logged = read_metrics(trained / "metrics.jsonl")
     assert logged[0]["val_loss"] > logged[-1]["val_loss"]
     assert any("sample" in row for row in logged)
@@ -162,6 +165,7 @@ def test_lora_and_packing_write_a_merged_model_and_a_causal_lm_adapter(base_mode
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["task_type"] == "CAUSAL_LM" and config["base_model_name_or_path"] == str(base_model.resolve())
     assert not any(".lora." in k for k in load_file(final / "model.safetensors"))
+    check_card(adapter, pipeline_tag="text-generation", library_name="peft", datasets=["colours.json"])
     merged = AutoModelForCausalLM.from_pretrained(final).eval()
     with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model), adapter).eval()
     ids = torch.randint(0, merged.config.vocab_size, (2, 10))

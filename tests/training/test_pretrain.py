@@ -17,6 +17,7 @@ from hf_scratchgpt.options import resolve_config
 from hf_scratchgpt.training.pretrain import PretrainConfig, pretrain
 from hf_scratchgpt.training.tracking import read_metrics
 
+from ..card_checks import check_card
 from ..conftest import REPO, SHARED_DATA
 
 VERDICT = str(SHARED_DATA / "the-verdict.txt")
@@ -77,7 +78,9 @@ def test_tiny_run_pinned_losses_and_outputs(tmp_path, capsys):
     tok = AutoTokenizer.from_pretrained(final)
     assert model.config.vocab_size == len(tok) == 300 and model.config.context_length == 32
     card = (final / "README.md").read_text()
-    assert "scratchgpt pretrain" in card and f"{evals[1]['val_loss']:.4f}" in card and "{" not in card.split("```")[0]
+    assert "scratchgpt pretrain" in card and f"{evals[1]['val_loss']:.4f}" in card
+    check_card(final, pipeline_tag="text-generation", datasets=["the-verdict.txt"], metrics={"loss", "perplexity"})
+    assert "| training time | 0 min" in card and "| hardware | CPU" in card and (final / "loss.png").is_file()
     assert (out / "config.yaml").is_file() and (out / "loss.png").stat().st_size > 1000
     assert sorted(os.listdir(out / "checkpoints")) == ["step-000008"]
     ckpt = out / "checkpoints" / "step-000008"
