@@ -44,7 +44,7 @@ def _template(name: str) -> str:
 _ENV = jinja2.Environment(
     loader=jinja2.FunctionLoader(_template),
     undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
+    keep_trailing_newline=False,  # an included part adds no blank line (it would end a Markdown table)
     autoescape=False,  # noqa: S701 (Markdown, not HTML)
 )
 
@@ -126,7 +126,7 @@ def render_card(template: str, data: ModelCardData, /, **fields: Any) -> ModelCa
     body = _ENV.get_template(template if template.endswith(".md") else f"{template}.md").render(
         card_data=data.to_yaml(), **fields
     )
-    return ModelCard(body)
+    return ModelCard(body.rstrip("\n") + "\n")
 
 
 def hardware() -> str:

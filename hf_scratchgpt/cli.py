@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         if debug:
             raise
-        print(f"scratchgpt {verb}: {stop or 'interrupted'}", file=sys.stderr)
+        print(f"scratchgpt {verb}: {str(stop) or 'interrupted'}", file=sys.stderr)
         return 130
     except BAD_INPUT as err:
         if debug:

@@ -230,3 +230,14 @@ def test_init_model_takes_gpt2s_own_files(tmp_path, shared_data):
     assert AutoTokenizer.from_pretrained(tmp_path / "m")("Hello, I am")["input_ids"] == [15496, 11, 314, 716]
     tok_config = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
     assert tok_config["model_max_length"] == 128  # the model's context length, not GPT-2's 1024
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(**_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(VERBS["hub"], "pull", interrupted)
+    monkeypatch.setattr("hf_scratchgpt.cli.function_options", lambda fn: [])
+    monkeypatch.setattr("hf_scratchgpt.cli.parse_args", lambda *a: (None, {}))
+    assert main(["pull"]) == 130
+    assert capsys.readouterr().err == "scratchgpt pull: interrupted\n"

@@ -94,6 +94,7 @@ def load_fresh(server, repo, adapter="", revision=""):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[y/N]" not in proc.stdout + proc.stderr  # no remote-code question
+    assert "to instantiate a model of type" not in proc.stderr  # nor transformers' config-type warning
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -130,6 +131,17 @@ def test_push_a_run_then_load_it_fresh_with_identical_logits_and_push_again_as_a
     again = scratchgpt(hub_server, "push", str(runs / "base"), "alice/tiny-base")
     assert again.returncode == 0, again.stderr
     assert len(hub_server.commits("alice/tiny-base")) == before  # nothing changed: no commit
+    assert "already holds these files: nothing to push, no commit" in again.stdout
+
+    # another folder over it: the repo then holds exactly that folder (no stale file), and --private applies
+    lora_final = scratchgpt(hub_server, "push", str(runs / "lora" / "final"), "alice/tiny-base", "--private")
+    assert lora_final.returncode == 0, lora_final.stderr
+    files = hub_server.files("alice/tiny-base")
+    assert set(files) == {p.name for p in (runs / "lora" / "final").iterdir() if p.name != "adapter"} | {
+        ".gitattributes"
+    }  # eval_results.json of the instruction run is there, loss.png of both; adapter/ (a local base) is not
+    assert hub_server.repo("alice/tiny-base").private
+    assert str(runs) not in files["README.md"].decode()  # no local absolute path (the base's) is pushed
 
 
 def test_branches_and_pull(runs, hub_server, tmp_path):
@@ -155,7 +167,7 @@ def test_branches_and_pull(runs, hub_server, tmp_path):
     assert missing.returncode == 2 and "alice/nothing-here: no such repo" in missing.stderr
     assert len(missing.stderr.splitlines()) == 1 and not (tmp_path / "x").exists()
     no_branch = scratchgpt(hub_server, "pull", "alice/branchy", str(tmp_path / "y"), "--revision", "nope")
-    assert no_branch.returncode == 2 and "revision does not exist" in no_branch.stderr
+    assert no_branch.returncode == 2 and "the revision 'nope' does not exist" in no_branch.stderr
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y*"))
     bob = scratchgpt(hub_server, "pull", "alice/branchy", str(tmp_path / "z"), token="hf_test_token_bob")
     assert bob.returncode == 2 and "private" in bob.stderr  # a private repo is alice's alone
@@ -170,17 +182,21 @@ def test_missing_or_wrong_token_is_one_line_and_creates_nothing(runs, hub_server
     assert wrong.returncode == 2 and "refused the token (401)" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
     other = scratchgpt(hub_server, "push", str(runs / "base"), "alice/secret", token="hf_test_token_bob")
-    assert other.returncode == 2 and "(403)" in other.stderr
+    assert other.returncode == 2 and "the token is bob's, who may not write to the namespace 'alice'" in other.stderr
     bad_id = scratchgpt(hub_server, "push", str(runs / "base"), "not a repo")
     assert bad_id.returncode == 2 and "'not a repo' is not a Hub repo id" in bad_id.stderr
     training = scratchgpt(hub_server, *PRETRAIN, "--max-steps", "2", "--out", str(tmp_path / "run"),
                           "--push-to-hub", "alice/secret", token="hf_wrong_token_123")  # fmt: skip
     assert training.returncode == 2 and "refused the token" in training.stderr
     assert not (tmp_path / "run").exists()  # checked before training: nothing written
+    training = scratchgpt(hub_server, *PRETRAIN, "--max-steps", "2", "--out", str(tmp_path / "run"),
+                          "--push-to-hub", "alice/secret", token="hf_test_token_bob")  # fmt: skip
+    assert training.returncode == 2 and "may not write to the namespace 'alice'" in training.stderr
+    assert not (tmp_path / "run").exists()
     assert hub_server.repos == {}
 
 
-def test_lora_run_pushes_a_peft_adapter_repo_that_names_its_base(runs, hub_server):
+def test_lora_run_pushes_a_peft_adapter_repo_that_names_its_base(runs, hub_server, capsys):
     local_base = scratchgpt(hub_server, "push", str(runs / "lora"), "alice/tiny-lora")
     assert (
         local_base.returncode == 2 and "is a local folder" in local_base.stderr and "--base-model" in local_base.stderr
@@ -196,6 +212,10 @@ def test_lora_run_pushes_a_peft_adapter_repo_that_names_its_base(runs, hub_serve
     assert card.data.base_model == "alice/tiny-base" and card.data.library_name == "peft"
     assert 'PeftModel.from_pretrained(base, "alice/tiny-lora")' in card.text
     assert 'AutoModelForCausalLM.from_pretrained("alice/tiny-base"' in card.text
+
+    early = ["finetune-instruct", "--model", str(runs / "base" / "final"), "--data", str(runs / "say.json"),
+             "--train-mode", "lora", "--push-to-hub", "alice/other"]  # fmt: skip
+    assert main(early) == 2 and "must name a base model on the Hub" in capsys.readouterr().err
 
     fresh = load_fresh(hub_server, "alice/tiny-base", adapter="alice/tiny-lora")
     ids, merged = local_logits(runs / "lora" / "final")

@@ -33,11 +33,15 @@ def push(
     Returns:
         The repo's URL.
     """
-    url = hub.push_folder(
+    pushed = hub.push_folder(
         run_dir, repo_id, private=private, revision=revision, commit_message=commit_message, base_model=base_model
     )
-    print(f"pushed {hub.shareable_folder(run_dir)[0]} -> {url}" + (f" (branch {revision})" if revision else ""))
-    return url
+    branch = f" (branch {revision})" if revision else ""
+    if pushed.changed:
+        print(f"pushed {hub.shareable_folder(run_dir)[0]} -> {pushed.url}{branch}")
+    else:
+        print(f"{pushed.url}{branch} already holds these files: nothing to push, no commit")
+    return pushed.url
 
 
 def pull(repo_id: str, out: str, *, revision: str | None = None, overwrite: bool = False) -> Path:

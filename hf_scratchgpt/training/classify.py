@@ -306,7 +306,6 @@ class ClassificationTask(FinetuneTask):
         def f1(split: str) -> str:
             return f"{results[split]['f1']:.4f}" if split in results else "n/a"
 
-        t = self.trainable
         matrix = results.get("test", {}).get("confusion_matrix")
         return {
             "base_model": self.base,
@@ -326,17 +325,11 @@ class ClassificationTask(FinetuneTask):
             "max_length": self.provenance["max_length"],
             "longest_text": max(self.longest.values()),
             "train_mode": cfg.train_mode,
-            "trainable": f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+            "trainable": self.trainable_text(),
             **{f"{s}_accuracy_pct": pct(s) for s in ("train", "val", "test")},
             **{f"{s}_f1": f1(s) for s in ("train", "val", "test")},
             "confusion_matrix": _matrix_table(self.labels, matrix),
-            "adapter_note": (
-                f"`adapter/` holds the LoRA adapter (rank {cfg.rank}, alpha {cfg.alpha}) in peft's format, with the "
-                f'trained head saved whole; `PeftModel.from_pretrained(base, "{cfg.out_dir / "final" / "adapter"}")` '
-                "loads it on the base model loaded with `AutoModelForSequenceClassification`."
-                if cfg.train_mode == "lora"
-                else "The weights are the whole fine-tuned model."
-            ),
+            "adapter_note": self.adapter_note(),
         }
 
     def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:

@@ -48,6 +48,8 @@ class TrainConfig:
             weight decay on every parameter, evaluation after steps 1, 1 + eval_every, ...; one process, no resume.
         eval_every: Evaluate (and log) every this many optimizer steps.
         eval_batches: Batches per evaluation (null: the whole split).
+        final_train_examples: Training examples the final evaluation of a fine-tuning task reads, the first
+            ones in order (null: the whole training split; validation and test are always whole).
         early_stopping_patience: Stop after this many evaluations without a better early_stopping_metric
             (null: never); the final folder then holds the best weights.
         early_stopping_metric: Logged metric that early stopping watches, e.g. val_loss.
@@ -84,6 +86,7 @@ class TrainConfig:
     # evaluation, stopping, logging
     eval_every: int = 100
     eval_batches: int | None = None
+    final_train_examples: int | None = 20_000
     early_stopping_patience: int | None = None
     early_stopping_metric: str = "val_loss"
     early_stopping_mode: str = "min"
@@ -102,8 +105,9 @@ class TrainConfig:
 
     # options that may change when a run is resumed: they leave it the same run
     SAFE_ON_RESUME: ClassVar[frozenset[str]] = frozenset(
-        {"max_steps", "epochs", "eval_every", "eval_batches", "save_every", "keep_last", "log_with",
-         "early_stopping_patience", "out", "name", "resume", "overwrite", "license", "push_to_hub", "hub_private"}
+        {"max_steps", "epochs", "eval_every", "eval_batches", "final_train_examples", "save_every", "keep_last",
+         "log_with", "early_stopping_patience", "out", "name", "resume", "overwrite", "license", "push_to_hub",
+         "hub_private"}
     )  # fmt: skip
     # the verb that runs this config (for messages such as the resume command)
     VERB: ClassVar[str] = "train"
@@ -113,7 +117,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "keep_last"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("max_steps", "save_every", "eval_batches", "early_stopping_patience"):
+        for name in ("max_steps", "save_every", "eval_batches", "early_stopping_patience", "final_train_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 (or null), got {value!r}")

@@ -82,6 +82,13 @@ class FinetuneConfig(TrainConfig):
             check_rank_alpha(self.rank, self.alpha)
             if not 0 <= self.lora_dropout < 1:
                 raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+            if self.push_to_hub is not None and Path(self.model).exists():
+                raise ValueError(
+                    f"--push-to-hub with --train-mode lora pushes the adapter, which must name a base model on the "
+                    f"Hub, and --model {self.model} is a local folder: push it first (scratchgpt push {self.model} "
+                    "REPO_ID) and fine-tune from its repo id, or push this run later with scratchgpt push OUT REPO_ID "
+                    "--base-model BASE_REPO_ID"
+                )
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
 
@@ -180,6 +187,22 @@ class FinetuneTask(Task):
         data = [data_name(self.config.data)]
         return {"datasets": data, "base_model": self.base_hub_id, "tags": tags, "results": found}
 
+    def trainable_text(self) -> str:
+        """The trainable parameters, for cards: `N of TOTAL (P %)`."""
+        t = self.trainable
+        return f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)"
+
+    def adapter_note(self) -> str:
+        """The card's sentence on what the weights are: the whole fine-tuned model, or base + merged LoRA update."""
+        cfg = self.config
+        if cfg.train_mode != "lora":
+            return "The weights are the whole fine-tuned model."
+        return (
+            f"This run trained LoRA adapters (rank {cfg.rank}, alpha {cfg.alpha}) and merged them into these weights, "
+            "which load without peft. The adapter alone, in peft's format, is in the run's `final/adapter/`; "
+            "`scratchgpt push RUN_DIR REPO_ID --base-model BASE_REPO_ID` shares it as an adapter repo."
+        )
+
     def eval_results(self, results: dict[str, Any]) -> list[EvalResult]:
         """The final evaluation as `model-index` results (default: none)."""
         return []
@@ -200,7 +223,7 @@ class FinetuneTask(Task):
                 modules_to_save=list(self.head_modules),
                 task_type=self.peft_task_type,
             )
-            cfg, t = self.config, self.trainable
+            cfg = self.config
             path = destination(folder) / ADAPTER_DIR
             meta = {
                 "license": cfg.license, "base_model": self.base_hub_id, "datasets": [data_name(cfg.data)],
@@ -212,7 +235,7 @@ class FinetuneTask(Task):
                     "the body's linear layers" if cfg.target_modules is None
                     else ", ".join(f"`{m}`" for m in cfg.target_modules)
                 ),
-                base_model=self.base, trainable=f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+                base_model=self.base, data=data_name(cfg.data), trainable=self.trainable_text(),
             )  # fmt: skip
             (folder / ADAPTER_DIR / "README.md").write_text(str(card), encoding="utf-8")
 

@@ -279,16 +279,20 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         if not cfg.generate_test or len(records) == 0:
             return results
         rows, prompts = [], []
-        too_long = 0  # the examples the test loss left out (overlong: skip), or prompts that fill the context
+        skipped = no_room = 0  # examples the test loss left out (overlong: skip); prompts that fill the context
         for record in records:
             ids, whole = self._encode(record)
-            skipped = cfg.overlong == "skip" and whole > self.max_length
-            if skipped or len(ids) >= model.config.max_position_embeddings:
-                too_long += 1
-                continue
-            rows.append(record)
-            prompts.append(ids)
-        left = f"; {too_long} longer ones left out, as from the test loss" if too_long else ""
+            if cfg.overlong == "skip" and whole > self.max_length:
+                skipped += 1
+            elif len(ids) >= model.config.max_position_embeddings:
+                no_room += 1
+            else:
+                rows.append(record)
+                prompts.append(ids)
+        too_long = skipped + no_room
+        left = f"; {skipped} longer than {self.max_length} tokens left out, as from the test loss" if skipped else ""
+        if no_room:
+            left += f"; {no_room} whose prompt fills the context left out (no room for a response)"
         print(f"generating responses to {len(prompts)} test prompts (greedy, up to {cfg.max_new_tokens} tokens){left}")
         responses = generate_responses(
             model,
@@ -343,7 +347,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         return [result("text-generation", name, "test", k, v) for k, v in scores]
 
     def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg, results, t = self.config, results or {}, self.trainable
+        cfg, results = self.config, results or {}
         gen = results.get("test_generation", {})
 
         def loss(split: str) -> str:
@@ -368,8 +372,13 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             "overlong": cfg.overlong,
             "left_out": sum(self.skipped.values()),
             "train_mode": cfg.train_mode,
-            "trainable": f"{t['trainable']:,} of {t['total']:,} ({t['percent']:.2f} %)",
+            "trainable": self.trainable_text(),
             **{f"{s}_final_loss": loss(s) for s in ("train", "val", "test")},
+            "answered": (
+                f"{gen['responses']} of {gen['responses'] + gen['left_out_too_long']} answered"
+                if "responses" in gen
+                else "not generated"
+            ),
             "exact_match": pct("exact_match"),
             "token_f1": pct("token_f1"),
             "rouge_l": pct("rouge_l"),
@@ -383,14 +392,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
                 if judge
                 else "not run"
             ),
-            "adapter_note": (
-                f"`model.safetensors` holds the merged weights (base + LoRA update), loadable without peft; "
-                f"`adapter/` holds the LoRA adapter (rank {cfg.rank}, alpha {cfg.alpha}) in peft's format; "
-                f'`PeftModel.from_pretrained(base, "{cfg.out_dir / "final" / "adapter"}")` loads it on the base '
-                "model loaded with `AutoModelForCausalLM`."
-                if cfg.train_mode == "lora"
-                else "The weights are the whole fine-tuned model."
-            ),
+            "adapter_note": self.adapter_note(),
         }
 
     def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:

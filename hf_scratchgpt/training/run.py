@@ -34,12 +34,11 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from huggingface_hub import HfApi
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..cards import hardware, template_fields
 from ..folders import check_output_dir, save_model_files, write_model_folder
-from ..hub import check_repo_id, push_folder, whoami
+from ..hub import HubError, check_push_access, push_folder
 from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resume_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .loop import LoopParts, LoopSettings, StopRequested, evaluation_totals, lr_lambda, param_groups, train
@@ -159,8 +158,7 @@ def run_training(task: Task) -> Path:
     check_trackers(cfg.log_with)
     template_fields(task.card_template)  # the final folder's card can be written (checked before training)
     if cfg.push_to_hub is not None:  # a push that cannot work fails now, not after the training
-        check_repo_id(cfg.push_to_hub, "--push-to-hub")
-        whoami(HfApi())
+        check_push_access(cfg.push_to_hub)
     out, ckpt, replace = _plan(cfg)
     name = out.name
     acc = Accelerator(
@@ -203,7 +201,7 @@ def run_training(task: Task) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        return _train_and_save(task, cfg, acc, setup, train_loader, out, ckpt)
+        final = _train_and_save(task, cfg, acc, setup, train_loader, out, ckpt)
     except RunInterrupted:
         raise
     except BaseException:
@@ -213,6 +211,21 @@ def run_training(task: Task) -> Path:
             hint = f"scratchgpt {cfg.VERB} --out {out} --resume auto"
             print(f"the run stopped; continue it with: {hint}", file=sys.stderr)
         raise
+    if main and cfg.push_to_hub is not None:
+        _push_finished_run(out, cfg)
+    return final
+
+
+def _push_finished_run(out: Path, cfg: TrainConfig) -> None:
+    """`--push-to-hub`: push the finished run; a failure says that the run itself is complete."""
+    try:
+        pushed = push_folder(out, cfg.push_to_hub, private=cfg.hub_private)
+    except (ValueError, OSError) as err:
+        raise HubError(
+            f"the run finished ({out / 'final'}), but the push failed: {err}; push it again with: "
+            f"scratchgpt push {out} {cfg.push_to_hub}"
+        ) from None
+    print(f"pushed -> {pushed.url}" if pushed.changed else f"{pushed.url} already holds this run: no commit")
 
 
 def _train_and_save(
@@ -220,13 +233,19 @@ def _train_and_save(
 ) -> Path:
     model, tok = setup.model, setup.tokenizer
     groups = param_groups(model, cfg.weight_decay, decay_all=cfg.book_mode)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+    # fused AdamW: one kernel for every parameter (on CPU several times faster than the default for-each
+    # kernels); book mode keeps the book's default implementation
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), fused=not cfg.book_mode)
     # the book evaluates on the first batches of its shuffled training loader, drawing a new order each time
     eval_loaders = {"train": _loader(setup.train, cfg, cfg.book_mode, setup.collate_fn)}
     eval_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.evaluation.items()})
     final_loaders = {}
     if task.final_evaluation:  # the final weights on whole splits: train (in order), evaluation, test
-        final_loaders = {"train": _loader(setup.train, cfg, False, setup.collate_fn)}
+        limit = cfg.final_train_examples
+        read = setup.train
+        if limit is not None and len(read) > limit:
+            read = read.select(range(limit)) if hasattr(read, "select") else Subset(read, range(limit))
+        final_loaders = {"train": _loader(read, cfg, False, setup.collate_fn)}
         final_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.evaluation.items()})
         final_loaders.update({k: _loader(v, cfg, False, setup.collate_fn) for k, v in setup.test.items()})
     steps_per_epoch = math.ceil(math.ceil(len(train_loader) / acc.num_processes) / cfg.grad_accum)
@@ -314,6 +333,8 @@ def _train_and_save(
     if task.final_evaluation:
         totals = {k: evaluation_totals(acc, model, v, task, None) for k, v in final_loaders.items()}
         results = task.report(totals)
+        if "train" in results and len(read) < len(setup.train):
+            results["train"]["evaluated_examples"] = len(read)  # the first ones, in order
         if acc.is_main_process:
             results = task.final_outputs(final_model, out, results)
         acc.wait_for_everyone()
@@ -342,16 +363,13 @@ def _train_and_save(
             if plot:
                 shutil.copyfile(plot, folder / PLOT_FILE)
 
-        meta = {"license": cfg.license, **task.card_metadata(metrics, results)}
+        meta = {"license": cfg.license, "model_name": out.name, **task.card_metadata(metrics, results)}
         write_model_folder(
             final, task.export(final_model), tok, command=cfg.VERB, template=task.card_template,
             card_fields=fields, card_meta=meta, overwrite=True, extras=extras,
         )  # fmt: skip
         print(f"final: {task.summary(metrics, results)}")
         print(f"model -> {final}" + (f", plot -> {plot}" if plot else ""))
-        if cfg.push_to_hub is not None:
-            url = push_folder(out, cfg.push_to_hub, private=cfg.hub_private)
-            print(f"pushed -> {url}")
     acc.wait_for_everyone()
     acc.end_training()  # last: it also ends the process group
     return final

@@ -81,7 +81,8 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, metric: str = "pe
         for split, style in (("train", "-"), ("val", "--")):
             points = [(r["step"], r[f"{split}_{name}"]) for r in evals if r.get(f"{split}_{name}") is not None]
             if points:
-                ax.plot(*zip(*points), style, label=f"{split} {name}")
+                marker = "o" if len(points) < 3 else None  # one evaluation is a point, not an invisible line
+                ax.plot(*zip(*points), style, marker=marker, label=f"{split} {name}")
     axes[0].set_ylabel("loss")
     axes[1].set_ylabel(metric)
     if metric == "perplexity":
