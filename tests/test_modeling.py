@@ -226,3 +226,32 @@ class TestSequenceClassification:
         clf = ScratchGPTForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
         assert torch.equal(clf.transformer.tok_emb.weight, lm.transformer.tok_emb.weight)
         assert clf.score.weight.shape == (2, 32) and torch.isfinite(clf.score.weight).all()
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")  # the (older) name
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(impl):
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config(drop_rate=0.1))  # dropout: the recompute must draw the same masks
+    model.config._attn_implementation = impl
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+
+    def loss_and_grads():
+        model.zero_grad()
+        torch.manual_seed(1)
+        loss = model.train()(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain, plain_grads = loss_and_grads()
+    assert model.supports_gradient_checkpointing
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert all(block.gradient_checkpointing for block in model.transformer.trf_blocks)
+    calls = []
+    model.transformer.trf_blocks[0].att.register_forward_hook(lambda *_: calls.append(1))
+    checkpointed, grads = loss_and_grads()
+    assert len(calls) == 2  # the block really ran again in the backward pass
+    assert torch.equal(checkpointed, plain)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], rtol=0, atol=1e-6, msg=name)
+    assert set(model.state_dict()) == set(ScratchGPTForCausalLM(tiny_config()).state_dict())  # the book's names

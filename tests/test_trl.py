@@ -15,9 +15,9 @@ TRL 1.16 computes the training loss with its own fused LM head (`trl.trainer.uti
 the hidden states of `model.base_model` times `get_output_embeddings().weight`. The loss check below
 shows that this split of our model (the final LayerNorm in the body, a bias-free head) gives our loss.
 
-TRL's `SFTConfig` defaults differ from `TrainingArguments`: `gradient_checkpointing=True` (our model
-does not implement activation checkpointing, so it is switched off here) and `bf16=True` (off here, so
-that losses compare in float32).
+TRL's `SFTConfig` defaults differ from `TrainingArguments`: activation checkpointing on (our blocks are
+transformers' `GradientCheckpointingLayer`s, so the default is kept) and `bf16=True` (off here, so that
+losses compare in float32).
 """
 
 from __future__ import annotations
@@ -158,7 +158,6 @@ def test_sft_trainer_fine_tunes_the_saved_folder_on_the_assistant_tokens(
         max_length=CONTEXT,
         use_cpu=True,
         bf16=False,  # SFTConfig's default is True (CPU autocast); float32 for exact loss comparisons
-        activation_checkpointing=False,  # SFTConfig's default is True; ScratchGPT does not implement it
         trust_remote_code=True,  # TRL loads the folder itself (model_init_kwargs)
         report_to=[],
         save_strategy="no",
@@ -206,6 +205,7 @@ def test_sft_trainer_fine_tunes_the_saved_folder_on_the_assistant_tokens(
 
     trainer.train()
     assert trainer.state.global_step == max_steps
+    assert all(block.gradient_checkpointing for block in model.transformer.trf_blocks)  # SFTConfig's default
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert len(losses) == max_steps
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1

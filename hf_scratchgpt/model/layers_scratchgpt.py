@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
 def _cfg(cfg: Any, key: str) -> Any:
@@ -249,8 +250,13 @@ class FeedForward(nn.Module):
         return self.layers[2](self.layers[1].fused(self.layers[0](x)))
 
 
-class TransformerBlock(nn.Module):
-    """Pre-LayerNorm block: attention and feed-forward, each with dropout and a shortcut (chapter 4.5)."""
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm block: attention and feed-forward, each with dropout and a shortcut (chapter 4.5).
+
+    A plain `nn.Module` to the book's code; transformers' `GradientCheckpointingLayer` lets
+    `model.gradient_checkpointing_enable()` recompute the block in the backward pass instead of
+    keeping its activations.
+    """
 
     def __init__(self, cfg: Any, layer_idx: int | None = None) -> None:
         super().__init__()

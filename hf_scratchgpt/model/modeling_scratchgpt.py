@@ -41,7 +41,7 @@ class ScratchGPTPreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     _no_split_modules = ["TransformerBlock"]
     _supports_sdpa = True
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     def _keep_constructed_weights(self) -> None:
         """Under `init_scheme="book"` keep PyTorch's default init from construction (the book's weights)."""

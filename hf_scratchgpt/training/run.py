@@ -232,6 +232,8 @@ def _train_and_save(
     task: Task, cfg: TrainConfig, acc: Accelerator, setup: TaskSetup, train_loader: DataLoader, out: Path, ckpt: Any
 ) -> Path:
     model, tok = setup.model, setup.tokenizer
+    if cfg.gradient_checkpointing:  # transformers 5's name of gradient_checkpointing_enable
+        model.activation_checkpointing_enable({"use_reentrant": False})
     groups = param_groups(model, cfg.weight_decay, decay_all=cfg.book_mode)
     # fused AdamW: one kernel for every parameter (on CPU several times faster than the default for-each
     # kernels); book mode keeps the book's default implementation

@@ -283,3 +283,17 @@ def test_verdict_recipe_prints_the_books_first_numbers(tmp_path):
     pretrain(cfg)
     evals = [(r["step"], round(r["train_loss"], 3), round(r["val_loss"], 3)) for r in _evals(tmp_path / "run")]
     assert evals[:2] == [(1, 9.781, 9.933), (6, 8.111, 8.339)]
+
+
+def test_gradient_checkpointing_option_trains_the_same_weights(tmp_path):
+    weights = {}
+    for flag in ("false", "true"):
+        cfg = resolve_config(
+            PretrainConfig,
+            [*TINY, "--max-steps", "3", "--eval-every", "3", "--eval-batches", "1", "--out", str(tmp_path / flag),
+             "--gradient-checkpointing", flag],
+        )  # fmt: skip
+        weights[flag] = load_file(pretrain(cfg) / "model.safetensors")
+    assert weights["true"].keys() == weights["false"].keys()
+    for name, tensor in weights["true"].items():
+        torch.testing.assert_close(tensor, weights["false"][name], rtol=0, atol=1e-6, msg=name)
