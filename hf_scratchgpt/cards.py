@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from torch import nn
 
@@ -59,6 +60,10 @@ def template_fields(name: str) -> set[str]:
     return fields - {"card_data"}
 
 
+def _is_classifier(model: nn.Module) -> bool:
+    return "ForSequenceClassification" in type(model).__name__
+
+
 def card_data(
     model: nn.Module,
     *,
@@ -82,8 +87,7 @@ def card_data(
         model_name: The model's name in `model-index`.
         library_name: The library that loads the folder (peft for an adapter).
     """
-    classifier = "ForSequenceClassification" in type(model).__name__
-    pipeline_tag = "text-classification" if classifier else "text-generation"
+    pipeline_tag = "text-classification" if _is_classifier(model) else "text-generation"
     return ModelCardData(
         library_name=library_name,
         pipeline_tag=pipeline_tag,
@@ -131,8 +135,6 @@ def render_card(template: str, data: ModelCardData, /, **fields: Any) -> ModelCa
 
 def hardware() -> str:
     """What this process computes on: the GPU's name, or the CPU's model and core count."""
-    import torch
-
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     cpu = platform.processor() or platform.machine()
@@ -152,10 +154,9 @@ def standard_fields(model: nn.Module, path: str | Path, command: str) -> dict[st
     Sizes are read through transformers' standard config names, so ScratchGPT and GPT-2 configs alike work.
     """
     cfg = model.config
-    classifier = "ForSequenceClassification" in type(model).__name__
     return {
         "name": Path(path).name,
-        "auto_class": "AutoModelForSequenceClassification" if classifier else "AutoModelForCausalLM",
+        "auto_class": "AutoModelForSequenceClassification" if _is_classifier(model) else "AutoModelForCausalLM",
         "package_version": __version__,
         "command": command,
         "architecture": type(model).__name__,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import HfApi, constants, get_token, snapshot_download
+from huggingface_hub import HfApi, ModelCard, constants, get_token, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -39,8 +39,10 @@ class HubError(OSError):
 
 @dataclass(frozen=True)
 class Pushed:
-    """What a push did: the repo's id and URL, and whether it made a commit (False: the repo already held the files)."""
+    """What a push did: the folder uploaded, the repo's id and URL, and whether it made a commit (False: the repo
+    already held the files)."""
 
+    folder: Path
     repo_id: str
     url: str
     changed: bool
@@ -171,11 +173,11 @@ def _rewrite_card(text: str, repo_id: str, base_model: str | None, is_adapter: b
     for path in set(re.findall(r"(?<![\w.])/[^\s`|\"'(),]+", text)):  # this machine's paths (data, ...) say less
         if Path(path).exists():
             text = text.replace(path, _local_name(path))
-    if base_model is not None and text.startswith("---\n"):
-        header_end = text.index("\n---\n", 3)
-        header = re.sub(r"(?m)^base_model:.*\n", "", text[: header_end + 1])
-        text = f"{header}base_model: {base_model}{text[header_end:]}"
-    return text
+    if base_model is None:
+        return text
+    card = ModelCard(text)
+    card.data.base_model = base_model
+    return str(card)
 
 
 def _staged_copy(folder: Path, repo_id: str, base_model: str | None, is_adapter: bool, into: Path) -> Path:
@@ -247,7 +249,7 @@ def push_folder(
                 commit_message=commit_message or f"Upload ScratchGPT {kind} with hf_scratchgpt",
                 delete_patterns="*",  # the branch mirrors the folder (.gitattributes is kept)
             )
-    return Pushed(repo_id=repo_id, url=str(url), changed=commit.oid != before)
+    return Pushed(folder=folder, repo_id=repo_id, url=str(url), changed=commit.oid != before)
 
 
 def pull(repo_id: str, out: str | Path, *, revision: str | None = None, overwrite: bool = False) -> Path:

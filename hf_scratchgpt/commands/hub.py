@@ -38,7 +38,7 @@ def push(
     )
     branch = f" (branch {revision})" if revision else ""
     if pushed.changed:
-        print(f"pushed {hub.shareable_folder(run_dir)[0]} -> {pushed.url}{branch}")
+        print(f"pushed {pushed.folder} -> {pushed.url}{branch}")
     else:
         print(f"{pushed.url}{branch} already holds these files: nothing to push, no commit")
     return pushed.url
