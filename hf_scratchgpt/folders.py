@@ -142,9 +142,9 @@ def save_model_files(
 ) -> None:
     """Write the model (weights, config, generation config, remote code) and its tokenizer into `folder`.
 
-    The tokenizer's `model_max_length` is set to the model's context length, so a loaded tokenizer
-    knows how long an input may be. Under several processes every one calls this (the weights are
-    gathered); only the main process writes files.
+    The saved tokenizer's `model_max_length` is the model's context length, so a loaded tokenizer
+    knows how long an input may be; the caller's tokenizer object is left as it was. Under several
+    processes every one calls this (the weights are gathered); only the main process writes files.
     """
     kwargs = {"is_main_process": is_main_process}
     if save_function is not None:
@@ -152,9 +152,13 @@ def save_model_files(
     model.save_pretrained(folder, **kwargs)
     if tokenizer is not None and is_main_process:
         context = getattr(model.config, "max_position_embeddings", None)
-        if context is not None:
-            tokenizer.model_max_length = context
-        tokenizer.save_pretrained(folder)
+        before = tokenizer.model_max_length
+        try:
+            if context is not None:
+                tokenizer.model_max_length = context
+            tokenizer.save_pretrained(folder)
+        finally:
+            tokenizer.model_max_length = before
 
 
 def write_model_folder(

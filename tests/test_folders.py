@@ -9,7 +9,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import hf_scratchgpt
 from hf_scratchgpt import ScratchGPTForCausalLM
-from hf_scratchgpt.folders import atomic_output_dir, write_model_folder
+from hf_scratchgpt.folders import atomic_output_dir, save_model_files, write_model_folder
 from hf_scratchgpt.model import REMOTE_CODE_FILES
 
 from .conftest import tiny_config
@@ -37,6 +37,15 @@ def test_a_scratchgpt_folder_is_complete(tmp_path, model_and_tokenizer):
     assert f"hf_scratchgpt` {hf_scratchgpt.__version__}" in card and "`scratchgpt init-model`" in card
     assert "| context length | 32 |" in card and str(out) in card
     assert os.listdir(tmp_path) == ["m"]
+
+
+def test_the_saved_tokenizer_knows_the_context_and_the_callers_tokenizer_is_unchanged(tmp_path, verdict_tokenizer):
+    tok = verdict_tokenizer
+    before = tok.model_max_length
+    model = ScratchGPTForCausalLM(tiny_config(vocab_size=len(tok), context_length=before + 16))
+    save_model_files(tmp_path / "m", model, tok)
+    assert AutoTokenizer.from_pretrained(tmp_path / "m").model_max_length == before + 16
+    assert tok.model_max_length == before
 
 
 def test_any_transformers_model_and_no_remote_code_for_gpt2(tmp_path):
