@@ -36,6 +36,7 @@ from .commands import (
 from .options import config_class, function_options, parse_args, resolve_config
 from .training.classify import finetune_classifier
 from .training.instruct import finetune_instruct
+from .training.preference import finetune_dpo
 from .training.pretrain import pretrain
 
 # family -> verb -> function
@@ -54,7 +55,12 @@ VERBS: dict[str, dict[str, Callable[..., Any]]] = {
         "export-gguf": export_gguf,
         "convert-book": convert_book,
     },
-    "train": {"pretrain": pretrain, "finetune-classifier": finetune_classifier, "finetune-instruct": finetune_instruct},
+    "train": {
+        "pretrain": pretrain,
+        "finetune-classifier": finetune_classifier,
+        "finetune-instruct": finetune_instruct,
+        "finetune-dpo": finetune_dpo,
+    },
     "hub": {"push": hub_push, "pull": hub_pull},
     "evaluate": {"evaluate": evaluate},
 }

@@ -10,11 +10,12 @@ final name only once it is complete; a failure leaves the previous state untouch
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,15 @@ def atomic_output_file(out: str | os.PathLike, overwrite: bool = False) -> Itera
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
+
+
+def write_jsonl(out: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write one JSON object per line to `out` (replacing it), atomically; returns the path."""
+    with atomic_output_file(out, overwrite=True) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(out)
 
 
 def save_model_files(

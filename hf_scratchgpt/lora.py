@@ -10,10 +10,11 @@ an `(in, r)` shape, scaling `alpha`) is `hf_scratchgpt.book.appendix_e`, built o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class LinearWithLoRA(nn.Module):
         self.lora = self.make_lora(linear.in_features, linear.out_features, rank, alpha, dropout, use_rslora)
         self.lora.to(device=linear.weight.device, dtype=linear.weight.dtype)
         self.merged = False
+        self.disabled = False  # `disable_adapters`: the forward is the base layer's
 
     @staticmethod
     def make_lora(in_dim: int, out_dim: int, rank: int, alpha: float, dropout: float, use_rslora: bool) -> LoRALayer:
@@ -85,7 +87,7 @@ class LinearWithLoRA(nn.Module):
         return LoRALayer(in_dim, out_dim, rank, alpha, dropout, use_rslora)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged:
+        if self.merged or self.disabled:
             return self.linear(x)
         return self.linear(x) + self.lora(x)
 
@@ -181,6 +183,26 @@ def replace_linear_with_lora(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, LinearWithLoRA(getattr(parent, child), rank, alpha, dropout, use_rslora))
     return model
+
+
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block the model computes as its base model: every unmerged adapter is skipped (peft's
+    `disable_adapter()`); e.g. the reference model of preference tuning without a second copy in memory.
+
+    Raises:
+        ValueError: An adapter is merged (the base weights are not available as they are).
+    """
+    layers = [m for m in model.modules() if isinstance(m, LinearWithLoRA)]
+    if any(layer.merged for layer in layers):
+        raise ValueError("cannot disable merged LoRA adapters; unmerge them first")
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.disabled = False
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:

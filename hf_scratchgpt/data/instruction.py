@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,14 +44,17 @@ def _check_record(record: Any, index: int, where: str) -> None:
         raise ValueError(f"{where}: record {index}: field 'input' must be text")
 
 
-def load_instruction_records(path: str | os.PathLike) -> Dataset:
-    """Load and check instruction or chat records from a JSON array or JSONL file.
+def read_json_records(path: Path, expected: str) -> list[Any]:
+    """The records of a JSON array or JSONL file, not yet checked.
+
+    Args:
+        path: The file (`.jsonl`: one record per line; otherwise a JSON array).
+        expected: What a record should be, for the message when there is none.
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: An empty or non-UTF-8 file, invalid JSON (with the line), or a bad record (with its index).
+        ValueError: An empty or non-UTF-8 file, invalid JSON (with the line), or no records.
     """
-    path = Path(path)
     check_text_file(path)  # exists, not empty, UTF-8 (else: file and byte offset)
     raw = path.read_text(encoding="utf-8")
     if not raw.strip():
@@ -72,7 +75,19 @@ def load_instruction_records(path: str | os.PathLike) -> Dataset:
         if not isinstance(records, list):
             raise ValueError(f"{path}: expected a JSON array of records, got {type(records).__name__}")
     if not records:
-        raise ValueError(f"{path}: no records (expected {{instruction, input, output}} or {{messages}} objects)")
+        raise ValueError(f"{path}: no records (expected {expected})")
+    return records
+
+
+def load_instruction_records(path: str | os.PathLike) -> Dataset:
+    """Load and check instruction or chat records from a JSON array or JSONL file.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: An empty or non-UTF-8 file, invalid JSON (with the line), or a bad record (with its index).
+    """
+    path = Path(path)
+    records = read_json_records(path, "{instruction, input, output} or {messages} objects")
     for i, record in enumerate(records):
         _check_record(record, i, os.fspath(path))
     if records and all("messages" not in r for r in records):
@@ -114,6 +129,7 @@ def load_instruction_splits(
     val_fraction: float = 0.05,
     test_fraction: float = 0.10,
     seed: int | None = None,
+    load_records: Callable[[str | os.PathLike], Dataset] | None = None,
 ) -> DatasetDict:
     """The train/validation/test records of an instruction set.
 
@@ -125,6 +141,8 @@ def load_instruction_splits(
         val_fraction: Share of the records for validation (a single file or Hub split).
         test_fraction: Share of the records for the test (a single file or Hub split).
         seed: Shuffle before splitting (None: file order, the book).
+        load_records: Reads and checks one file (default: `load_instruction_records`; preference
+            data brings its own).
 
     Raises:
         FileNotFoundError: A missing file or a folder without `train.jsonl`.
@@ -135,6 +153,7 @@ def load_instruction_splits(
         raise ValueError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must leave training records"
         )
+    load_records = load_records or load_instruction_records
     where = local_or_hub(data, "instruction data")
     if isinstance(where, str):
         hub = load_dataset(where)
@@ -146,33 +165,45 @@ def load_instruction_splits(
         for name in INSTRUCTION_SPLITS:
             found = [where / f"{name}{ext}" for ext in (".jsonl", ".json") if (where / f"{name}{ext}").is_file()]
             if found:
-                parts[name] = load_instruction_records(found[0])
+                parts[name] = load_records(found[0])
         if "train" not in parts:
             raise FileNotFoundError(f"{where}: no train.jsonl (or train.json) in this folder of splits")
         empty = Dataset.from_dict({k: [] for k in parts["train"].column_names}, features=parts["train"].features)
         return DatasetDict({name: parts.get(name, empty) for name in INSTRUCTION_SPLITS})
     else:
-        records = load_instruction_records(where)
+        records = load_records(where)
     fractions = (1.0 - val_fraction - test_fraction, test_fraction, val_fraction)
     splits = split_instructions(records, seed=seed, fractions=fractions)
     return DatasetDict({name: splits[name] for name in INSTRUCTION_SPLITS})
 
 
+def encode_record(record: dict[str, Any], tokenizer: Any, style: str) -> tuple[list[int], int]:
+    """A record's token ids (prompt + response, without the end token) and its prompt length.
+
+    The end token is left to the collator (or packing), which appends one; a chat template's own end
+    token is removed. The prompt length is the prefix the ids share with the prompt alone, so a
+    merge across the boundary counts as response.
+    """
+    prompt, full = render(record, style, tokenizer)
+    ids, prompt_ids = encode_texts(tokenizer, [full, prompt])
+    if style == "chat" and tokenizer.eos_token and full.endswith(tokenizer.eos_token):
+        if ids[-1:] == [tokenizer.eos_token_id]:
+            ids = ids[:-1]
+    return ids, common_prefix(ids, prompt_ids)
+
+
 def _tokenize_records(batch: dict, tokenizer: Any, style: str) -> dict:
     keys = list(batch)
-    eos = tokenizer.eos_token_id if tokenizer is not None else None
     input_ids, prompt_lengths = [], []
     for row in range(len(batch[keys[0]])):
-        prompt, full = render({k: batch[k][row] for k in keys}, style, tokenizer)
-        ids, prompt_ids = encode_texts(tokenizer, [full, prompt])
-        if style == "chat" and tokenizer.eos_token and full.endswith(tokenizer.eos_token) and ids[-1:] == [eos]:
-            ids = ids[:-1]  # the template's end token: the collator (or packing) appends the one end token
+        ids, prompt_length = encode_record({k: batch[k][row] for k in keys}, tokenizer, style)
         input_ids.append(ids)
-        prompt_lengths.append(_common_prefix(ids, prompt_ids))  # a merge across the boundary counts as response
+        prompt_lengths.append(prompt_length)
     return {"input_ids": input_ids, "prompt_length": prompt_lengths}
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids `a` and `b` share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -287,9 +318,12 @@ __all__ = [
     "InstructionCollator",
     "INSTRUCTION_SPLITS",
     "book_batch",
+    "common_prefix",
+    "encode_record",
     "format_input",
     "load_instruction_records",
     "load_instruction_splits",
+    "read_json_records",
     "pack_examples",
     "render",
     "response_prefix",

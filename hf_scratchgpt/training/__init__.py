@@ -8,6 +8,7 @@
 - `finetune`: what fine-tuning tasks share (the starting model, train modes, LoRA adapters).
 - `classify`: the classification task and `scratchgpt finetune-classifier` (the book's chapter 6).
 - `instruct`: the instruction task and `scratchgpt finetune-instruct` (the book's chapter 7).
+- `preference`: the DPO task and `scratchgpt finetune-dpo` (the book's preference-tuning notebook).
 """
 
 from .checkpoint import TrainState, find_resume_checkpoint, save_checkpoint
@@ -16,6 +17,7 @@ from .config import TrainConfig
 from .finetune import FinetuneConfig, FinetuneTask, apply_train_mode
 from .instruct import InstructConfig, InstructionTask, finetune_instruct
 from .loop import LoopParts, LoopSettings, evaluate, lr_lambda, param_groups, train
+from .preference import PreferenceConfig, PreferenceTask, finetune_dpo
 from .pretrain import CausalLMTask, PretrainConfig, causal_lm_loss, causal_lm_stats, pretrain
 from .run import RunInterrupted, run_training
 from .task import Task, TaskSetup
@@ -40,6 +42,9 @@ __all__ = [
     "lr_lambda",
     "param_groups",
     "train",
+    "PreferenceConfig",
+    "PreferenceTask",
+    "finetune_dpo",
     "CausalLMTask",
     "PretrainConfig",
     "causal_lm_loss",

@@ -43,6 +43,7 @@ from ..data.instruction import (
     pack_examples,
     tokenize_instructions,
 )
+from ..folders import write_jsonl
 from ..generation import generate_responses
 from ..judge import JudgeUnavailable, judge_reachable, judge_responses
 from ..metrics import generation_metrics
@@ -139,6 +140,51 @@ class InstructConfig(FinetuneConfig):
         return self.run_name(self.data, "instruct")
 
 
+def records_sha256(ds: Dataset) -> str:
+    """sha256 of a split's records (JSON, in order): what exactly the run trained on."""
+    h = hashlib.sha256()
+    for row in ds:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+def prompt_tokenizer(model: str, source: str | Path, style: str) -> Any:
+    """The tokenizer of a fine-tuning run that renders prompts in `style`, with that style's chat template.
+
+    Args:
+        model: The model option as given (for messages).
+        source: Where the tokenizer is (the model folder, or the checkpoint being resumed).
+        style: alpaca or phi3 (their template is set, so the saved folder renders the training prompt),
+            or chat (the tokenizer's own template, which must exist).
+
+    Raises:
+        ValueError: No end-of-text token, or style chat without a chat template.
+    """
+    tok = load_tokenizer(source)
+    if tok.eos_token_id is None:
+        raise ValueError(f"{model}: the tokenizer has no end-of-text token; a response needs one to end")
+    if style in TEMPLATE_STYLES:
+        tok.chat_template = chat_template(style)
+    elif not getattr(tok, "chat_template", None):
+        raise ValueError(
+            f"prompt_style chat: the tokenizer of {model} has no chat template; use alpaca or phi3 "
+            "(their template is saved with the model)"
+        )
+    return tok
+
+
+def load_responder(where: str | Path, eos: int, drop_rate: float | None) -> ScratchGPTForCausalLM:
+    """A ScratchGPT causal LM whose generation stops at (and pads with) `eos`; `drop_rate` overrides the saved one."""
+    overrides: dict[str, Any] = {"pad_token_id": eos}
+    if drop_rate is not None:
+        overrides["drop_rate"] = drop_rate
+    with quiet_loading():
+        model = ScratchGPTForCausalLM.from_pretrained(str(where), **overrides)
+    model.generation_config.eos_token_id = eos  # generate() and pipelines stop at the end token
+    model.generation_config.pad_token_id = eos
+    return model
+
+
 def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
     """The examples whose tokens and end token fit in `max_length`, and how many were left out."""
     with quiet_progress():
@@ -158,16 +204,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
         base_config, where = scratchgpt_config(cfg.model)
-        self.tokenizer = tok = load_tokenizer(resume_from if resume_from is not None else where)
-        if tok.eos_token_id is None:
-            raise ValueError(f"{cfg.model}: the tokenizer has no end-of-text token; a response needs one to end")
-        if cfg.prompt_style in TEMPLATE_STYLES:
-            tok.chat_template = chat_template(cfg.prompt_style)  # saved: the folder renders the training prompt
-        elif not getattr(tok, "chat_template", None):
-            raise ValueError(
-                f"prompt_style chat: the tokenizer of {cfg.model} has no chat template; use alpaca or phi3 "
-                "(their template is saved with the model)"
-            )
+        self.tokenizer = tok = prompt_tokenizer(cfg.model, resume_from or where, cfg.prompt_style)
         self.eos = tok.eos_token_id
         if cfg.judge_url and acc.is_main_process:
             cause = judge_reachable(cfg.judge_url)  # a bad URL is an error now, not after training
@@ -200,14 +237,8 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         if cfg.packing:
             with acc.main_process_first():
                 train = pack_examples(train, max_length, self.eos, mask_prompt=cfg.mask_prompt)
-        overrides: dict[str, Any] = {"pad_token_id": self.eos}
-        if cfg.drop_rate is not None:
-            overrides["drop_rate"] = cfg.drop_rate
         set_seed(cfg.seed)
-        with quiet_loading():
-            model = ScratchGPTForCausalLM.from_pretrained(str(where), **overrides)
-        model.generation_config.eos_token_id = self.eos  # generate() and pipelines stop at the end token
-        model.generation_config.pad_token_id = self.eos
+        model = load_responder(where, self.eos, cfg.drop_rate)
         self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
         self.first_prompt = self._first_prompt(splits)
         self.provenance = {
@@ -217,7 +248,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             "packing": cfg.packing,
             **{f"{k}_examples": len(v) for k, v in tokenized.items()},
             "packed_train_rows": len(train) if cfg.packing else None,
-            "train_sha256": self._records_sha256(splits["train"]),
+            "train_sha256": records_sha256(splits["train"]),
             "max_length": max_length,
             "overlong": cfg.overlong,
             "left_out": self.skipped,
@@ -238,14 +269,6 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             provenance=self.provenance,
             test={"test": test} if len(test) else {},
         )
-
-    @staticmethod
-    def _records_sha256(ds: Dataset) -> str:
-        """sha256 of a split's records (JSON, in order): what exactly the run trained on."""
-        h = hashlib.sha256()
-        for row in ds:
-            h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-        return h.hexdigest()
 
     def _encode(self, record: dict[str, Any]) -> tuple[list[int], int]:
         """A record's prompt ids (what a response is generated from) and the token count of the whole example."""
@@ -303,7 +326,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             batch_size=max(cfg.batch_size, 16),
         )
         lines = [_response_row(record, r) for record, r in zip(rows, responses)]
-        _write_jsonl(out / RESPONSES_FILE, lines)
+        write_jsonl(out / RESPONSES_FILE, lines)
         scores = generation_metrics([r["response"] for r in lines], [r["reference"] for r in lines]) if lines else {}
         generation = {
             "responses": len(lines),
@@ -419,15 +442,6 @@ def _response_row(record: dict[str, Any], response: Any) -> dict[str, Any]:
     else:
         row = {"instruction": record["instruction"], "input": record.get("input") or "", "reference": record["output"]}
     return {**row, "response": response.text.strip(), "ended": response.ended}
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write JSON lines atomically (a partial file never has the final name)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def finetune_instruct(cfg: InstructConfig) -> Path:

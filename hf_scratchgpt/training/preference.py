@@ -1,0 +1,437 @@
+"""`scratchgpt finetune-dpo`: preference tuning with DPO, from an instruction-tuned ScratchGPT.
+
+The task on the shared run: preference pairs (`hf_scratchgpt.data.preference`) rendered in a prompt
+style (default `chat`: the starting folder's own template, i.e. the prompt it was instruction-tuned
+on), the DPO loss of `hf_scratchgpt.dpo`, and per evaluation, on train and validation: the loss, the
+chosen and rejected rewards, the reward margin and the reward accuracy (the share of pairs whose
+chosen reward is higher).
+
+The reference model is the starting model, frozen: a copy of it (train mode `all`), or, in LoRA
+mode, the trained model itself with its adapters disabled (no second copy in memory).
+
+The run ends with the final weights evaluated on the whole splits and with greedy responses to the
+test prompts from the reference ("before") and from the final model ("after"), written to
+`OUT/test_responses.jsonl`; `final/eval_results.json` gives how often each equals the chosen and the
+rejected response, before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from datasets import Dataset
+from huggingface_hub import EvalResult
+from torch import nn
+
+from ..cards import data_name, result
+from ..data.classification import quiet_progress
+from ..data.preference import (
+    OVERLONG,
+    PreferenceCollator,
+    drop_identical,
+    fitting_pairs,
+    load_preference_splits,
+    pair_length,
+    response_record,
+    tokenize_preferences,
+)
+from ..dpo import dpo_loss, sequence_logprobs
+from ..folders import write_jsonl
+from ..generation import generate_responses
+from ..lora import disable_adapters
+from ..prompts import STYLES, render
+from .finetune import FinetuneConfig, FinetuneTask, scratchgpt_config
+from .instruct import load_responder, prompt_tokenizer, records_sha256
+from .run import run_training
+from .task import TaskSetup
+
+RESPONSES_FILE = "test_responses.jsonl"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class PreferenceConfig(FinetuneConfig):
+    """Everything a DPO run depends on; the defaults are the book's DPO notebook (beta 0.1, AdamW 5e-6).
+
+    Attributes:
+        data: A JSON/JSONL file of preference records (split the book's way: 85 % train, 10 % test, 5 %
+            validation), a folder of splits (train.jsonl, validation.jsonl, test.jsonl) or a Hub dataset id.
+        beta: DPO's beta (> 0): how far the model may move from the reference; smaller moves further.
+        average_logprobs: Average the log-probabilities over the response tokens (the book's notebook)
+            instead of summing them (the DPO paper and TRL).
+        prompt_style: chat (the starting folder's chat template: the prompt it was instruction-tuned
+            on), alpaca or phi3.
+        max_length: Longest sequence in tokens, end token included (null: the model's context length).
+        overlong: What happens to a longer pair: skip (left out, counted) or truncate (each sequence cut
+            to its first max_length tokens; a pair whose prompt leaves no room is left out, counted).
+        val_fraction: Share of a single file's records for validation (the book: 5 %).
+        test_fraction: Share of a single file's records for the test (the book: 10 %).
+        split_seed: Shuffle a single file's records with this seed before splitting (null: file order, the book).
+        max_new_tokens: Most tokens of each greedy test response, before and after.
+        generate_test: Generate and compare responses to the test prompts once training ends.
+        sample_tokens: Tokens of the greedy response to the first validation prompt shown at every evaluation.
+    """
+
+    data: str | None = None
+    beta: float = 0.1
+    average_logprobs: bool = False
+    prompt_style: str = "chat"
+    max_length: int | None = None
+    overlong: str = "skip"
+    val_fraction: float = 0.05
+    test_fraction: float = 0.10
+    split_seed: int | None = None
+    max_new_tokens: int = 256
+    generate_test: bool = True
+    sample_tokens: int = 40
+    # the book's DPO notebook: every parameter, AdamW 5e-6, weight decay 0.01, 1 epoch of batch 8, no dropout
+    train_mode: str = "all"
+    drop_rate: float | None = 0.0
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 8
+    lr: float = 5e-6
+    weight_decay: float = 0.01
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_grad: float | None = None
+    eval_every: int = 5
+    eval_batches: int | None = 5
+    save_every: int | None = 500
+
+    TRAIN_MODES: ClassVar[tuple[str, ...]] = ("all", "lora")
+    SAFE_ON_RESUME: ClassVar[frozenset[str]] = FinetuneConfig.SAFE_ON_RESUME | {
+        "max_new_tokens", "generate_test", "sample_tokens"
+    }  # fmt: skip
+    VERB: ClassVar[str] = "finetune-dpo"
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data:
+            raise ValueError("data: give preference records (--data FILE.json, a folder of splits or a Hub id)")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if self.prompt_style not in STYLES:
+            raise ValueError(f"prompt_style must be one of {STYLES}, got {self.prompt_style!r}")
+        if self.overlong not in OVERLONG:
+            raise ValueError(f"overlong must be one of {OVERLONG}, got {self.overlong!r}")
+        if self.max_length is not None and self.max_length <= 2:
+            raise ValueError(f"max_length must be > 2, got {self.max_length!r}")
+        for name in ("max_new_tokens", "sample_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        val, test = self.val_fraction, self.test_fraction
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise ValueError(f"val_fraction ({val}) and test_fraction ({test}) must be >= 0 and leave training data")
+
+    def default_name(self) -> str:
+        """`<model folder>-<data stem>-dpo`."""
+        return self.run_name(self.data, "dpo")
+
+
+class PreferenceTask(FinetuneTask):
+    """Preference tuning with DPO against a frozen reference (the starting model)."""
+
+    card_template = "dpo"
+    plot_metric = "reward_margin"
+    final_evaluation = True
+    peft_task_type = "CAUSAL_LM"
+    config: PreferenceConfig
+
+    def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
+        cfg = self.config
+        base_config, where = scratchgpt_config(cfg.model)
+        self.tokenizer = tok = prompt_tokenizer(cfg.model, resume_from or where, cfg.prompt_style)
+        self.eos = tok.eos_token_id
+        context = base_config.context_length
+        if cfg.max_length is not None and cfg.max_length > context:
+            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
+        self.max_length = max_length = cfg.max_length or context
+        with acc.main_process_first(), quiet_progress():
+            splits = load_preference_splits(cfg.data, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+            self.records = splits
+            if cfg.prompt_style != "chat" and "prompt_messages" in splits["train"].column_names:
+                raise ValueError(
+                    f"{cfg.data}: conversational records need prompt_style chat (the model's chat template), "
+                    f"not {cfg.prompt_style!r}"
+                )
+            self.identical = {}
+            for name, part in splits.items():
+                splits[name], self.identical[name] = drop_identical(part)
+            tokenized = tokenize_preferences(splits, tok, cfg.prompt_style)
+            self.left_out = {}
+            for name, ds in tokenized.items():
+                if len(ds) == 0:  # a map over no records adds no columns
+                    tokenized[name] = ds = Dataset.from_dict({"prompt_ids": [], "chosen_ids": [], "rejected_ids": []})
+                tokenized[name], self.left_out[name] = fitting_pairs(ds, max_length, cfg.overlong)
+        if any(self.identical.values()) and acc.is_main_process:
+            cut = ", ".join(f"{n} {k}" for k, n in self.identical.items() if n)
+            print(f"left out pairs whose chosen and rejected responses are identical (no preference to learn): {cut}")
+        if any(self.left_out.values()) and acc.is_main_process:
+            cut = ", ".join(f"{n} {k}" for k, n in self.left_out.items() if n)
+            rule = "longer than" if cfg.overlong == "skip" else "whose prompt leaves no room in"
+            print(f"left out pairs {rule} {max_length} tokens (end token included): {cut}")
+        if len(tokenized["train"]) == 0:
+            raise ValueError(f"{cfg.data}: no training pair fits in {max_length} tokens")
+        set_seed(cfg.seed)
+        model = load_responder(where, self.eos, cfg.drop_rate)
+        # the reference: the starting model, frozen (LoRA: the same model with its adapters disabled)
+        self.reference = None
+        if cfg.train_mode != "lora":
+            self.reference = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
+        self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
+        self.tokenized = tokenized
+        self.first_prompt = self._first_prompt(splits)
+        self.provenance = {
+            "data": str(cfg.data),
+            "prompt_style": cfg.prompt_style,
+            "beta": cfg.beta,
+            "average_logprobs": cfg.average_logprobs,
+            **{f"{k}_pairs": len(v) for k, v in tokenized.items()},
+            "train_sha256": records_sha256(splits["train"]),
+            "max_length": max_length,
+            "overlong": cfg.overlong,
+            "left_out": self.left_out,
+            "identical_left_out": self.identical,
+            "longest_pair": {k: max((pair_length(e) for e in v), default=0) for k, v in tokenized.items()},
+            "base_model": self.base,
+            "reference": "the base model, frozen (a copy)" if self.reference is not None else "adapters disabled",
+            "trainable_parameters": self.trainable["trainable"],
+        }
+        collate = PreferenceCollator(self.eos, self.eos, max_length if cfg.overlong == "truncate" else None)
+        val, test = tokenized["validation"], tokenized["test"]
+        return TaskSetup(
+            model,
+            tok,
+            tokenized["train"],
+            {"val": val} if len(val) else {},
+            collate_fn=collate,
+            provenance=self.provenance,
+            test={"test": test} if len(test) else {},
+        )
+
+    # ------------------------------------------------------------------ the loss and its statistics
+
+    @contextlib.contextmanager
+    def as_reference(self, model: nn.Module) -> Iterator[nn.Module]:
+        """The reference model: the frozen copy, or `model` with its LoRA adapters disabled."""
+        if self.reference is not None:
+            yield self.reference
+        else:
+            with disable_adapters(model):
+                yield model
+
+    def pair_terms(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        """Per pair, `(b,)` each: the DPO loss, both rewards and the policy's log-probabilities."""
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        average = self.config.average_logprobs
+        policy = sequence_logprobs(model(**inputs).logits, batch["labels"], average)
+        with torch.no_grad(), self.as_reference(model) as reference:
+            ref = sequence_logprobs(reference(**inputs).logits, batch["labels"], average)
+        policy_chosen, policy_rejected = policy.chunk(2)  # the collator stacks chosen above rejected
+        ref_chosen, ref_rejected = ref.chunk(2)
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.config.beta
+        )
+        return {
+            "losses": losses,
+            "chosen_rewards": chosen_rewards,
+            "rejected_rewards": rejected_rewards,
+            "logps_chosen": policy_chosen.detach(),
+            "logps_rejected": policy_rejected.detach(),
+        }
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        losses = self.pair_terms(model, batch)["losses"]
+        return losses.mean(), torch.tensor(losses.shape[0], device=losses.device)
+
+    def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            t = self.pair_terms(model, batch)
+        return {
+            "loss_sum": t["losses"],
+            "chosen_reward_sum": t["chosen_rewards"],
+            "rejected_reward_sum": t["rejected_rewards"],
+            "correct": (t["chosen_rewards"] > t["rejected_rewards"]).float(),
+            "logps_chosen_sum": t["logps_chosen"],
+            "logps_rejected_sum": t["logps_rejected"],
+            "pairs": torch.ones_like(t["losses"]),
+        }
+
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        n = totals.get("pairs") or float("nan")
+        chosen, rejected = totals.get("chosen_reward_sum", 0.0) / n, totals.get("rejected_reward_sum", 0.0) / n
+        return {
+            "loss": totals.get("loss_sum", 0.0) / n,
+            "rewards_chosen": chosen,
+            "rewards_rejected": rejected,
+            "reward_margin": chosen - rejected,
+            "reward_accuracy": totals.get("correct", 0.0) / n,
+            "logps_chosen": totals.get("logps_chosen_sum", 0.0) / n,
+            "logps_rejected": totals.get("logps_rejected_sum", 0.0) / n,
+        }
+
+    # ------------------------------------------------------------------ samples and the test responses
+
+    def _prompt_ids(self, pair: dict[str, Any]) -> list[int]:
+        prompt, _ = render(response_record(pair, "chosen"), self.config.prompt_style, self.tokenizer)
+        return self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def _first_prompt(self, splits: Any) -> list[int] | None:
+        for name in ("validation", "train"):
+            if len(splits[name]):
+                ids = self._prompt_ids(splits[name][0])
+                return ids if len(ids) < self.max_length else None
+        return None
+
+    def sample(self, model: nn.Module) -> str | None:
+        """The greedy response to the first validation prompt."""
+        if self.first_prompt is None:
+            return None
+        (response,) = generate_responses(
+            model, self.tokenizer, [self.first_prompt], max_new_tokens=self.config.sample_tokens, eos_token_id=self.eos
+        )
+        return response.text
+
+    def report(self, totals: dict[str, dict[str, float]]) -> dict[str, Any]:
+        names = {"train": "train", "val": "validation", "test": "test"}
+        return {
+            split: {"pairs": self.provenance.get(f"{names.get(split, split)}_pairs"), **self.metrics(t)}
+            for split, t in totals.items()
+            if t.get("pairs")
+        }
+
+    def final_outputs(self, model: nn.Module, out: Path, results: dict[str, Any]) -> dict[str, Any]:
+        """Greedy test responses before (the reference) and after -> `OUT/test_responses.jsonl`, compared."""
+        cfg = self.config
+        pairs = self.records["test"]
+        if not cfg.generate_test or len(pairs) == 0:
+            return results
+        rows, prompts = [], []
+        for pair in pairs:
+            ids = self._prompt_ids(pair)
+            if len(ids) < model.config.max_position_embeddings:
+                rows.append(pair)
+                prompts.append(ids)
+        print(f"generating responses to {len(prompts)} test prompts, before and after (greedy, "
+              f"up to {cfg.max_new_tokens} tokens)")  # fmt: skip
+
+        def respond(m: nn.Module) -> list[Any]:
+            return generate_responses(
+                m, self.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, eos_token_id=self.eos,
+                batch_size=max(cfg.batch_size, 16),
+            )  # fmt: skip
+
+        after = respond(model)
+        with self.as_reference(model) as reference:
+            before = respond(reference)
+        lines = [
+            {
+                "prompt": self.tokenizer.decode(ids),
+                "chosen": pair["chosen"],
+                "rejected": pair["rejected"],
+                "before": b.text.strip(),
+                "after": a.text.strip(),
+            }
+            for pair, ids, b, a in zip(rows, prompts, before, after)
+        ]
+        write_jsonl(out / RESPONSES_FILE, lines)
+        n = len(lines)
+
+        def share(when: str, which: str) -> float:
+            return sum(r[when] == r[which].strip() for r in lines) / n if n else float("nan")
+
+        generation = {
+            "responses": n,
+            "left_out_too_long": len(pairs) - n,
+            **{f"{w}_{when}": share(when, w) for w in ("chosen", "rejected") for when in ("before", "after")},
+            "ended_with_eos_after": sum(a.ended for a in after) / n if n else float("nan"),
+            "responses_file": RESPONSES_FILE,
+        }
+        return {**results, "test_generation": generation}
+
+    # ------------------------------------------------------------------ the card
+
+    def eval_results(self, results: dict[str, Any]) -> list[EvalResult]:
+        name = data_name(self.config.data)
+        found = []
+        for split in ("val", "test"):
+            for key in ("reward_accuracy", "reward_margin", "loss"):
+                if split in results:
+                    found.append(result("text-generation", name, split, key, results[split][key]))
+        return found
+
+    def card_fields(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg, results = self.config, results or {}
+        gen = results.get("test_generation", {})
+
+        def value(split: str, key: str) -> str:
+            return f"{results[split][key]:.4f}" if split in results else "n/a"
+
+        def pct(key: str) -> str:
+            return f"{100 * gen[key]:.2f} %" if key in gen else "n/a"
+
+        rows = []
+        for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
+            cells = [value(split, k) for k in ("loss", "rewards_chosen", "rewards_rejected", "reward_margin")]
+            cells.append(value(split, "reward_accuracy"))
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        return {
+            "base_model": self.base,
+            "data": str(cfg.data),
+            "train_sha256": self.provenance.get("train_sha256", "n/a"),
+            "split_sizes": " / ".join(str(self.provenance.get(f"{k}_pairs", 0)) for k in SPLITS),
+            "prompt_style": cfg.prompt_style,
+            "beta": cfg.beta,
+            "logprobs": "averaged over the response tokens (the book)" if cfg.average_logprobs else "summed (DPO, TRL)",
+            "reference": self.provenance["reference"],
+            "max_length": self.max_length,
+            "longest_pair": max(self.provenance["longest_pair"].values(), default=0),
+            "overlong": cfg.overlong,
+            "left_out": sum(self.left_out.values()),
+            "identical": sum(self.identical.values()),
+            "train_mode": cfg.train_mode,
+            "trainable": self.trainable_text(),
+            "result_rows": "\n".join(rows),
+            "answered": f"{gen['responses']} test prompts" if "responses" in gen else "not generated",
+            **{f"{w}_{when}": pct(f"{w}_{when}") for w in ("chosen", "rejected") for when in ("before", "after")},
+            "ended_with_eos": pct("ended_with_eos_after"),
+            "adapter_note": self.adapter_note(),
+        }
+
+    def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
+        results = results or {}
+        parts = [
+            f"{s} loss {results[s]['loss']:.4f}, reward margin {results[s]['reward_margin']:.4f}, "
+            f"reward accuracy {results[s]['reward_accuracy']:.4f}"
+            for s in ("val", "test")
+            if s in results
+        ]
+        gen = results.get("test_generation", {})
+        if "chosen_after" in gen:
+            parts.append(
+                f"test responses equal to the chosen one {100 * gen['chosen_before']:.2f} % before, "
+                f"{100 * gen['chosen_after']:.2f} % after; to the rejected one {100 * gen['rejected_before']:.2f} % "
+                f"before, {100 * gen['rejected_after']:.2f} % after"
+            )
+        return "; ".join(parts) or super().summary(metrics)
+
+
+def finetune_dpo(cfg: PreferenceConfig) -> Path:
+    """Preference-tune an instruction-tuned ScratchGPT with DPO; returns OUT/final.
+
+    Raises (before any folder is written):
+        FileNotFoundError: A missing data file or model folder.
+        ValueError: A model folder that is not a ScratchGPT, a record without chosen or rejected or with
+            identical ones (its index is named), beta <= 0, an unknown prompt style, no training pair that
+            fits, or an invalid option.
+    """
+    return run_training(PreferenceTask(cfg))
