@@ -103,8 +103,11 @@ def _our_batch(folder, pairs_file):
     return PreferenceCollator(tok.eos_token_id, tok.eos_token_id)([tokenized[i] for i in range(PAIRS)])
 
 
-def test_the_batch_loss_rewards_and_every_gradient_equal_trls(folder, pairs_file, tmp_path):
-    trainer = _trl_trainer(folder, pairs_file, tmp_path / "trl")
+@pytest.mark.parametrize("sft_weight", [0.0, 0.5])
+def test_the_batch_loss_rewards_and_every_gradient_equal_trls(folder, pairs_file, tmp_path, sft_weight):
+    # sft_weight: TRL's loss types sigmoid + sft, weighted 1 and sft_weight (the chosen responses' mean NLL)
+    mix = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight else {}
+    trainer = _trl_trainer(folder, pairs_file, tmp_path / "trl", **mix)
     theirs = trainer.data_collator([trainer.train_dataset[i] for i in range(PAIRS)])
     ours = _our_batch(folder, pairs_file)
     # the same sequences (chosen above rejected) and the same response tokens, end token included
@@ -120,7 +123,7 @@ def test_the_batch_loss_rewards_and_every_gradient_equal_trls(folder, pairs_file
 
     path, _ = folder
     policy = _load(path).train()
-    task = PreferenceTask(PreferenceConfig(beta=BETA))
+    task = PreferenceTask(PreferenceConfig(beta=BETA, sft_weight=sft_weight))
     task.reference = _load(path).eval().requires_grad_(False)
     terms = task.pair_terms(policy, ours)
     loss, n = task.loss(policy, ours)
@@ -128,7 +131,8 @@ def test_the_batch_loss_rewards_and_every_gradient_equal_trls(folder, pairs_file
     loss.backward()
 
     assert abs(loss.item() - their_loss.item()) < TOL
-    assert abs(loss.item() - terms["losses"].mean().item()) < TOL
+    nll = (terms["chosen_nll"].sum() / terms["chosen_tokens"].sum()).item()
+    assert abs(loss.item() - terms["losses"].mean().item() - sft_weight * nll) < TOL
     assert abs(terms["chosen_rewards"].mean().item() - logged["rewards/chosen"]) < TOL
     assert abs(terms["rejected_rewards"].mean().item() - logged["rewards/rejected"]) < TOL
     margin = (terms["chosen_rewards"] - terms["rejected_rewards"]).mean().item()
@@ -136,7 +140,7 @@ def test_the_batch_loss_rewards_and_every_gradient_equal_trls(folder, pairs_file
     accuracy = (terms["chosen_rewards"] > terms["rejected_rewards"]).float().mean().item()
     assert accuracy == pytest.approx(logged["rewards/accuracies"])
     assert abs(terms["logps_chosen"].mean().item() - logged["logps/chosen"]) < 1e-4 * PAIRS  # sums over ~50 tokens
-    assert loss.item() == pytest.approx(0.6931, abs=1e-3)  # the policy starts as the reference: log 2
+    assert terms["losses"].mean().item() == pytest.approx(0.6931, abs=1e-3)  # policy = reference: log 2
     their_grads = dict(model.named_parameters())
     checked = 0
     for name, param in policy.named_parameters():

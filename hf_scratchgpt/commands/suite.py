@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.classification import quiet_progress
 from ..data.instruction_suite import (
     COLUMNS,
     HELD_OUT_COMBINATIONS,
     HELD_OUT_RULE,
     build_instruction_suite,
     family_counts,
+    near_miss,
 )
 from ..folders import atomic_output_dir, check_output_dir
 from ..prompts import TEMPLATE_STYLES, render
@@ -29,6 +31,7 @@ def make_instruction_suite(
     seed: int = 123,
     families: list[str] | None = None,
     prompt_style: str = "alpaca",
+    preferences: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Write a generated instruction suite with exactly checkable answers: train/validation/test splits and more.
@@ -50,6 +53,8 @@ def make_instruction_suite(
         families: Families to include (default: all): reverse_words, sort_numbers, min_max, count_words,
             uppercase, extract_field, kv_format, pick_item, repeat_word, dedupe_words.
         prompt_style: Prompt style of pretrain.txt: alpaca or phi3 (use the one you will fine-tune with).
+        preferences: Also write preference pairs for `finetune-dpo --data OUT`: every record gets `chosen`
+            (its output) and `rejected` (a near miss of the same problem, `instruction_suite.near_miss`).
         overwrite: Replace an existing, non-empty `out`.
 
     Returns:
@@ -61,11 +66,14 @@ def make_instruction_suite(
         raise ValueError(f"--prompt-style must be one of {TEMPLATE_STYLES}, got {prompt_style!r}")
     check_output_dir(out, overwrite)
     suite = build_instruction_suite(train, validation, test, seed=seed, families=families)
+    if preferences:
+        with quiet_progress():
+            suite = suite.map(lambda row: {"chosen": row["output"], "rejected": near_miss(row)})
     counts = family_counts(suite)
     record = {
         "seed": seed,
         "sizes": {split: len(part) for split, part in suite.items()},
-        "columns": list(COLUMNS),
+        "columns": list(COLUMNS) + (["chosen", "rejected"] if preferences else []),
         "families": {
             name: {
                 **per_split,
@@ -74,6 +82,12 @@ def make_instruction_suite(
             for name, per_split in counts.items()
         },
         "held_out_rule": HELD_OUT_RULE,
+        "preferences": (
+            "chosen: the output; rejected: a near miss of the same problem (hf_scratchgpt.data.instruction_suite"
+            ".near_miss)"
+            if preferences
+            else None
+        ),
         "pretrain": {
             "file": PRETRAIN_FILE,
             "examples": len(suite["train"]),

@@ -378,6 +378,69 @@ def check_answer(record: Mapping[str, Any], response: str) -> bool:
     return response.strip() == str(record["output"]).strip()
 
 
+# ----------------------------------------------------------------------------- near misses (preference pairs)
+
+
+def _swap_adjacent(items: list[Any], rng: random.Random) -> list[Any]:
+    i = rng.randrange(len(items) - 1)
+    return items[:i] + [items[i + 1], items[i]] + items[i + 2 :]
+
+
+def near_miss(record: Mapping[str, Any]) -> str:
+    """A wrong answer close to the right one, for preference pairs (chosen: the output; rejected: this).
+
+    The mistake is one a model that half-learned the family makes: two neighbouring items swapped
+    (reverse_words, sort_numbers, dedupe_words), the other extreme (min_max), a count off by one, one
+    word left in lower case, another field of the sentence (extract_field), keys left unsorted or the
+    input's separator kept (kv_format), the neighbouring item (pick_item), one copy too few or too
+    many (repeat_word). It is a function of the record's key (the same for every seed) and never
+    equals the output.
+    """
+    family, _, raw = str(record["key"]).partition(":")
+    args = json.loads(raw)
+    rng = random.Random(_hash("near-miss", record["key"]))
+    output = str(record["output"])
+    if family in ("reverse_words", "sort_numbers", "dedupe_words"):
+        items = output.split(", ")
+        wrong = _items(_swap_adjacent(items, rng)) if len(items) > 1 else output + ", " + output
+    elif family == "min_max":
+        numbers = args["numbers"]
+        wrong = str(min(numbers) if args["which"] == "largest" else max(numbers))
+    elif family == "count_words":
+        n = len(args["words"])
+        wrong = str(n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
+    elif family == "uppercase":
+        words = output.split(" ")
+        i = rng.randrange(len(words))
+        wrong = " ".join(w.lower() if j == i else w for j, w in enumerate(words))
+    elif family == "extract_field":
+        values = {
+            "email": f"{args['name'].lower()}@{args['domain']}",
+            "date": args["date"],
+            "quantity": str(args["quantity"]),
+        }
+        wrong = values[rng.choice([f for f in values if f != args["field"]])]
+    elif family == "kv_format":
+        pairs = args["pairs"]
+        if args["target"] == "json":
+            unsorted = json.dumps(dict(pairs))
+            wrong = unsorted if unsorted != output else json.dumps(dict(sorted(pairs)), separators=(",", ":"))
+        else:
+            wrong = "\n".join(f"{k}: {v}" for k, v in pairs)
+    elif family == "pick_item":
+        words, position = args["words"], args["position"]
+        index = len(words) - 1 if position == -1 else position - 1
+        wrong = words[index - 1] if index == len(words) - 1 or (index > 0 and rng.random() < 0.5) else words[index + 1]
+    elif family == "repeat_word":
+        times = args["times"] + (1 if args["times"] == 2 or rng.random() < 0.5 else -1)
+        wrong = SEPARATORS[args["separator"]].join([args["word"]] * times)
+    else:
+        raise ValueError(f"no near miss for family {family!r}")
+    if wrong == output:  # cannot happen for distinct items; a guard for future families
+        raise ValueError(f"the near miss of {record['key']} equals its output")
+    return wrong
+
+
 # ----------------------------------------------------------------------------- the suite
 
 
@@ -486,6 +549,7 @@ __all__ = [
     "family_counts",
     "key_split",
     "make_record",
+    "near_miss",
     "phrasing_index",
     "task_key",
 ]

@@ -67,6 +67,9 @@ class PreferenceConfig(FinetuneConfig):
         beta: DPO's beta (> 0): how far the model may move from the reference; smaller moves further.
         average_logprobs: Average the log-probabilities over the response tokens (the book's notebook)
             instead of summing them (the DPO paper and TRL).
+        sft_weight: Add this times the chosen responses' negative log-likelihood per token to the loss
+            (TRL's loss types sigmoid + sft with these weights; RPO): it keeps the chosen answers likely
+            while DPO pushes the rejected ones down (0: plain DPO).
         prompt_style: chat (the starting folder's chat template: the prompt it was instruction-tuned
             on), alpaca or phi3.
         max_length: Longest sequence in tokens, end token included (null: the model's context length).
@@ -83,6 +86,7 @@ class PreferenceConfig(FinetuneConfig):
     data: str | None = None
     beta: float = 0.1
     average_logprobs: bool = False
+    sft_weight: float = 0.0
     prompt_style: str = "chat"
     max_length: int | None = None
     overlong: str = "skip"
@@ -119,6 +123,8 @@ class PreferenceConfig(FinetuneConfig):
             raise ValueError("data: give preference records (--data FILE.json, a folder of splits or a Hub id)")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if isinstance(self.sft_weight, bool) or not isinstance(self.sft_weight, (int, float)) or self.sft_weight < 0:
+            raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight!r}")
         if self.prompt_style not in STYLES:
             raise ValueError(f"prompt_style must be one of {STYLES}, got {self.prompt_style!r}")
         if self.overlong not in OVERLONG:
@@ -195,6 +201,7 @@ class PreferenceTask(FinetuneTask):
             "prompt_style": cfg.prompt_style,
             "beta": cfg.beta,
             "average_logprobs": cfg.average_logprobs,
+            "sft_weight": cfg.sft_weight,
             **{f"{k}_pairs": len(v) for k, v in tokenized.items()},
             "train_sha256": records_sha256(splits["train"]),
             "max_length": max_length,
@@ -230,12 +237,18 @@ class PreferenceTask(FinetuneTask):
                 yield model
 
     def pair_terms(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        """Per pair, `(b,)` each: the DPO loss, both rewards and the policy's log-probabilities."""
+        """Per pair, `(b,)` each: the DPO loss, both rewards, the policy's log-probabilities and, for the
+        chosen response, its summed negative log-likelihood and token count (the `sft_weight` term)."""
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        average = self.config.average_logprobs
-        policy = sequence_logprobs(model(**inputs).logits, batch["labels"], average)
+        labels = batch["labels"]
+        tokens = (labels[:, 1:] != -100).sum(-1)  # (2b,) response tokens, end token included
+        summed = sequence_logprobs(model(**inputs).logits, labels)
         with torch.no_grad(), self.as_reference(model) as reference:
-            ref = sequence_logprobs(reference(**inputs).logits, batch["labels"], average)
+            ref = sequence_logprobs(reference(**inputs).logits, labels)
+        if self.config.average_logprobs:  # the book's notebook
+            policy, ref = summed / tokens.clamp_min(1), ref / tokens.clamp_min(1)
+        else:
+            policy = summed
         policy_chosen, policy_rejected = policy.chunk(2)  # the collator stacks chosen above rejected
         ref_chosen, ref_rejected = ref.chunk(2)
         losses, chosen_rewards, rejected_rewards = dpo_loss(
@@ -247,11 +260,17 @@ class PreferenceTask(FinetuneTask):
             "rejected_rewards": rejected_rewards,
             "logps_chosen": policy_chosen.detach(),
             "logps_rejected": policy_rejected.detach(),
+            "chosen_nll": -summed.chunk(2)[0],
+            "chosen_tokens": tokens.chunk(2)[0],
         }
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        losses = self.pair_terms(model, batch)["losses"]
-        return losses.mean(), torch.tensor(losses.shape[0], device=losses.device)
+        """The mean DPO loss, plus `sft_weight` times the chosen responses' mean negative log-likelihood per token."""
+        t = self.pair_terms(model, batch)
+        loss = t["losses"].mean()
+        if self.config.sft_weight:
+            loss = loss + self.config.sft_weight * t["chosen_nll"].sum() / t["chosen_tokens"].sum().clamp_min(1)
+        return loss, torch.tensor(t["losses"].shape[0], device=loss.device)
 
     def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -263,6 +282,8 @@ class PreferenceTask(FinetuneTask):
             "correct": (t["chosen_rewards"] > t["rejected_rewards"]).float(),
             "logps_chosen_sum": t["logps_chosen"],
             "logps_rejected_sum": t["logps_rejected"],
+            "chosen_nll_sum": t["chosen_nll"],
+            "chosen_tokens": t["chosen_tokens"].float(),
             "pairs": torch.ones_like(t["losses"]),
         }
 
@@ -277,6 +298,7 @@ class PreferenceTask(FinetuneTask):
             "reward_accuracy": totals.get("correct", 0.0) / n,
             "logps_chosen": totals.get("logps_chosen_sum", 0.0) / n,
             "logps_rejected": totals.get("logps_rejected_sum", 0.0) / n,
+            "chosen_nll": totals.get("chosen_nll_sum", 0.0) / (totals.get("chosen_tokens") or float("nan")),
         }
 
     # ------------------------------------------------------------------ samples and the test responses
@@ -391,6 +413,7 @@ class PreferenceTask(FinetuneTask):
             "split_sizes": " / ".join(str(self.provenance.get(f"{k}_pairs", 0)) for k in SPLITS),
             "prompt_style": cfg.prompt_style,
             "beta": cfg.beta,
+            "sft_weight": cfg.sft_weight,
             "logprobs": "averaged over the response tokens (the book)" if cfg.average_logprobs else "summed (DPO, TRL)",
             "reference": self.provenance["reference"],
             "max_length": self.max_length,

@@ -320,3 +320,43 @@ def test_cli_skips_an_empty_split(tmp_path):
     assert main(["make-instruction-suite", "--out", str(out), "--train", "20", "--validation", "0"]) == 0
     assert not (out / "validation.jsonl").exists() and (out / "test.jsonl").is_file()
     assert json.loads((out / "suite.json").read_text(encoding="utf-8"))["sizes"]["validation"] == 0
+
+
+# ----------------------------------------------------------------------------- preference pairs
+
+
+def test_every_near_miss_is_wrong_close_and_fixed_by_the_key(suite):
+    from hf_scratchgpt.data.instruction_suite import near_miss
+
+    by_family = {}
+    for r in rows(suite["train"]) + rows(suite["test"]):
+        wrong = near_miss(r)
+        assert wrong != r["output"] and not check_answer(r, wrong)
+        assert near_miss(dict(r)) == wrong  # a function of the record's key
+        by_family.setdefault(r["family"], []).append((r, wrong))
+    assert set(by_family) == set(instruction_suite.FAMILIES)
+    for r, wrong in by_family["sort_numbers"] + by_family["reverse_words"] + by_family["dedupe_words"]:
+        assert sorted(items(wrong)) == sorted(items(r["output"]))  # the same items, two of them swapped
+        assert sum(a != b for a, b in zip(items(wrong), items(r["output"]))) == 2
+    for r, wrong in by_family["count_words"]:
+        assert abs(int(wrong) - int(r["output"])) == 1
+    for r, wrong in by_family["min_max"]:
+        assert wrong in items(r["input"])
+    for r, wrong in by_family["uppercase"]:
+        assert wrong.upper() == r["output"]
+
+
+def test_cli_writes_preference_pairs_that_finetune_dpo_reads(tmp_path):
+    from hf_scratchgpt.data.instruction_suite import near_miss
+    from hf_scratchgpt.data.preference import load_preference_splits
+
+    out = tmp_path / "prefs"
+    args = ["make-instruction-suite", "--out", str(out), "--train", "40", "--validation", "10", "--test", "20"]
+    assert main([*args, "--preferences"]) == 0
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert all(r["chosen"] == r["output"] and r["rejected"] == near_miss(r) for r in train)
+    info = json.loads((out / "suite.json").read_text(encoding="utf-8"))
+    assert info["columns"][-2:] == ["chosen", "rejected"] and "near miss" in info["preferences"]
+    splits = load_preference_splits(out)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 40, "validation": 10, "test": 20}
+    assert splits["test"][0]["chosen"] == json.loads((out / "test.jsonl").read_text().splitlines()[0])["output"]

@@ -149,3 +149,15 @@ def test_every_finetune_recipe_names_its_verb_and_loads_with_that_verbs_config(p
     cfg = from_mapping(cls, load_recipe(path), str(path))
     cfg.validate()
     assert cfg.seed == 123  # the book's seed: its balanced rows and split
+
+
+def test_the_dpo_book_recipe_is_the_books_notebook_and_the_verbs_defaults():
+    from hf_scratchgpt.training.preference import PreferenceConfig
+
+    recipe = resolve_config(PreferenceConfig, ["--config", str(REPO / "recipes" / "finetune" / "dpo-book.yaml")])
+    book = (0.1, 5e-6, 0.01, 1, 8, "constant", 0, None, "all", 0.0, 0.05, 0.10, None)
+    keys = ("beta", "lr", "weight_decay", "epochs", "batch_size", "lr_schedule", "warmup_steps", "clip_grad",
+            "train_mode", "drop_rate", "val_fraction", "test_fraction", "split_seed")  # fmt: skip
+    assert tuple(getattr(recipe, k) for k in keys) == book
+    assert tuple(getattr(PreferenceConfig(), k) for k in keys) == book
+    assert recipe.data.endswith("instruction-data-with-preference.json") and recipe.prompt_style == "chat"

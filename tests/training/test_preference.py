@@ -153,6 +153,7 @@ def test_identical_and_long_pairs_are_left_out_with_a_count(chat_model, tmp_path
         ([{"instruction": "a", "rejected": "b"}], (), r"bad\.json: record 0: missing field 'chosen'"),
         (_pairs(20), ("--beta", "0"), r"beta must be > 0, got 0"),
         (_pairs(20), ("--beta", "-0.1"), r"beta must be > 0"),
+        (_pairs(20), ("--sft-weight", "-1"), r"sft_weight must be >= 0, got -1"),
         (_pairs(20), ("--prompt-style", "vicuna"), r"prompt_style must be one of"),
         (_pairs(20), ("--overlong", "cut"), r"overlong must be one of"),
         ([{**p, "rejected": p["chosen"]} for p in _pairs(20)], (), r"no training pair"),
