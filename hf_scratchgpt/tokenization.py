@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
 
 from .paths import local_or_hub
@@ -252,6 +254,41 @@ def load_gpt2_tokenizer(vocab_file: str | os.PathLike, merges_file: str | os.Pat
 
 GPT2_DIR_ENV = "SCRATCHGPT_GPT2_TOKENIZER"
 GPT2_HUB_ID = "openai-community/gpt2"
+
+
+@functools.cache
+def _byte_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in for every byte (GPT-2's `bytes_to_unicode`), inverted."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def token_byte_lengths(tokenizer: Any) -> torch.Tensor:
+    """`(len(tokenizer),)` UTF-8 bytes of text each token id stands for; special tokens count 0.
+
+    Byte-level BPE (GPT-2's and ours) writes every byte as one character, so a token's length in
+    characters is its length in bytes, also for tokens that hold part of a character; other
+    tokenizers are measured by decoding each id. Summed over the tokens of a text (without special
+    tokens) it is the text's length in bytes: the denominator of bits per byte.
+    """
+    special = set(tokenizer.all_special_ids) | {i for i in tokenizer.added_tokens_decoder}
+    alphabet = _byte_alphabet()
+    lengths = torch.zeros(len(tokenizer), dtype=torch.long)
+    for i, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
+        if i in special or token is None:
+            continue
+        if all(c in alphabet for c in token):
+            lengths[i] = len(token)
+        else:
+            lengths[i] = len(tokenizer.decode([i]).encode("utf-8"))
+    return lengths
 
 
 def has_tokenizer_files(folder: str | os.PathLike) -> bool:

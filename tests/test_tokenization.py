@@ -197,3 +197,15 @@ class TestGPT2Tokenizer:
         bad_merges.write_text("#version: 0.2\na b c\n")
         with pytest.raises(ValueError, match=r"vocab.bpe:2: expected two space-separated symbols"):
             load_gpt2_tokenizer(shared_data / "gpt2" / "encoder.json", bad_merges)
+
+
+@pytest.mark.parametrize("which", ["verdict", "gpt2"])
+def test_token_byte_lengths_add_up_to_the_texts_bytes(which, verdict_tokenizer, gpt2_tokenizer):
+    from hf_scratchgpt.tokenization import token_byte_lengths
+
+    tok = verdict_tokenizer if which == "verdict" else gpt2_tokenizer
+    lengths = token_byte_lengths(tok)
+    assert lengths.shape == (len(tok),) and lengths[tok.eos_token_id] == 0  # a special token is no text
+    for text in ODD_STRINGS:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert int(lengths[ids].sum()) == len(text.encode("utf-8")), text

@@ -21,7 +21,7 @@ from ..cards import data_name, result
 from ..data.lm import prepare_lm_datasets
 from ..data.sources import BUILTIN, load_documents
 from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
-from ..tokenization import load_tokenizer, train_bpe_tokenizer
+from ..tokenization import load_tokenizer, token_byte_lengths, train_bpe_tokenizer
 from .config import TrainConfig
 from .run import run_training
 from .task import Task, TaskSetup
@@ -108,29 +108,45 @@ def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.T
     return model(**batch).loss, (_targets(batch) != -100).sum()
 
 
-def causal_lm_stats(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-    """Per sequence, `(b,)` each: summed next-token loss and number of targets."""
+def causal_lm_stats(model: nn.Module, batch: dict, byte_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per sequence, `(b,)` each: summed next-token loss, number of targets and, given `byte_lengths`
+    (`tokenization.token_byte_lengths`), the UTF-8 bytes the targets stand for."""
     targets = _targets(batch)
     logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}).logits
     logits = logits[:, : targets.shape[1]].float()  # position t predicts target t
     losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    return {"loss_sum": losses.sum(1), "targets": (targets != -100).sum(1)}
+    counted = targets != -100
+    stats = {"loss_sum": losses.sum(1), "targets": counted.sum(1)}
+    if byte_lengths is not None:
+        lengths = byte_lengths.to(targets.device)[targets.clamp_min(0)]  # (b, T)
+        stats["bytes"] = (lengths * counted).sum(1)
+    return stats
 
 
 def causal_lm_metrics(totals: dict[str, float]) -> dict[str, float]:
-    """Token-weighted loss and perplexity = exp(loss)."""
+    """Token-weighted loss, perplexity = exp(loss) and, when bytes were counted, bits per byte
+    (summed loss / ln 2 / bytes: comparable across tokenizers)."""
     loss = totals["loss_sum"] / totals["targets"] if totals.get("targets") else float("nan")
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    if totals.get("bytes"):
+        metrics["bits_per_byte"] = totals["loss_sum"] / math.log(2) / totals["bytes"]
+    return metrics
 
 
 class NextTokenObjective:
-    """The loss, statistics and metrics of every causal-LM task (pretraining, instruction tuning)."""
+    """The loss, statistics and metrics of every causal-LM task (pretraining, instruction tuning).
+
+    Attributes:
+        byte_lengths: Set by a task that reports bits per byte: the bytes of text each token id stands for.
+    """
+
+    byte_lengths: torch.Tensor | None = None
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return causal_lm_loss(model, batch)
 
     def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        return causal_lm_stats(model, batch)
+        return causal_lm_stats(model, batch, self.byte_lengths)
 
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         return causal_lm_metrics(totals)
@@ -145,6 +161,7 @@ class CausalLMTask(NextTokenObjective, Task):
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
         self.tokenizer = tok = self._tokenizer(acc, staging, resume_from)
+        self.byte_lengths = token_byte_lengths(tok)  # every evaluation reports bits per byte
         config = self._model_config(tok)
         with acc.main_process_first():
             data = prepare_lm_datasets(
@@ -226,13 +243,18 @@ class CausalLMTask(NextTokenObjective, Task):
         return {
             "data": ", ".join(cfg.data),
             **{k: provenance.get(k, "n/a") for k in ("train_windows", "validation_windows", "train_sha256")},
+            "bits_per_byte": " / ".join(
+                f"{metrics[f'{split}_bits_per_byte']:.4f}" if f"{split}_bits_per_byte" in metrics else "n/a"
+                for split in ("train", "val")
+            ),
             "sample_prompt": cfg.sample_prompt,
             "sample": (cfg.sample_prompt + metrics.get("sample", "")).replace("\n", " "),
         }
 
     def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         names = [data_name(d) for d in self.config.data]
-        found = [(k, metrics[f"val_{k}"]) for k in ("loss", "perplexity") if f"val_{k}" in metrics]
+        keys = ("loss", "perplexity", "bits_per_byte")
+        found = [(k, metrics[f"val_{k}"]) for k in keys if f"val_{k}" in metrics]
         return {
             "datasets": names,
             "results": [result("text-generation", ", ".join(names), "validation", k, v) for k, v in found],
@@ -242,7 +264,8 @@ class CausalLMTask(NextTokenObjective, Task):
         nan = float("nan")
         return (
             f"train loss {metrics.get('train_loss', nan):.4f}, val loss {metrics.get('val_loss', nan):.4f} "
-            f"(perplexity {metrics.get('val_perplexity', nan):.2f}); "
+            f"(perplexity {metrics.get('val_perplexity', nan):.2f}, {metrics.get('val_bits_per_byte', nan):.4f} bits "
+            "per byte); "
             f"sample: {self.config.sample_prompt}{metrics.get('sample', '')}"
         )
 

@@ -1,5 +1,7 @@
 """Pieces of the training loop: schedule, parameter groups, token-weighted evaluation, checkpoint discovery."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -133,3 +135,27 @@ def test_the_loop_equals_a_plain_pytorch_loop(tmp_path):
     train(parts, NoSample(PretrainConfig()), settings, TrainState())
     for (name, a), b in zip(plain.state_dict().items(), acc.unwrap_model(model).state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_stats_count_the_bytes_the_targets_stand_for(verdict_tokenizer):
+    from hf_scratchgpt.tokenization import token_byte_lengths
+    from hf_scratchgpt.training.pretrain import causal_lm_metrics
+
+    tok = verdict_tokenizer
+    texts = ["héllo wörld ☃, a snowman", "The Verdict was long ago 日本"]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(x) for x in ids)
+    input_ids = torch.zeros((2, width), dtype=torch.long)
+    labels = torch.full((2, width), -100)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(x)] = torch.tensor(x)
+    model = ScratchGPTForCausalLM(tiny_config(vocab_size=len(tok)))
+    stats = causal_lm_stats(model, {"input_ids": input_ids, "labels": labels}, token_byte_lengths(tok))
+    # every token but the first of each text is a target: the bytes of the text after its first token
+    expected = [len(t.encode()) - len(tok.decode(x[:1]).encode()) for t, x in zip(texts, ids)]
+    assert stats["bytes"].tolist() == expected
+    totals = {k: float(v.sum()) for k, v in stats.items()}
+    bpb = causal_lm_metrics(totals)["bits_per_byte"]
+    assert bpb == pytest.approx(totals["loss_sum"] / math.log(2) / sum(expected))
+    assert "bits_per_byte" not in causal_lm_metrics({k: v for k, v in totals.items() if k != "bytes"})

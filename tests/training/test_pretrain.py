@@ -1,6 +1,7 @@
 """End-to-end pretraining: pinned first losses, outputs, kill-and-resume, two processes, bad input."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -79,7 +80,13 @@ def test_tiny_run_pinned_losses_and_outputs(tmp_path, capsys):
     assert model.config.vocab_size == len(tok) == 300 and model.config.context_length == 32
     card = (final / "README.md").read_text()
     assert "scratchgpt pretrain" in card and f"{evals[1]['val_loss']:.4f}" in card
-    check_card(final, pipeline_tag="text-generation", datasets=["the-verdict.txt"], metrics={"loss", "perplexity"})
+    metrics = {"loss", "perplexity", "bits_per_byte"}
+    check_card(final, pipeline_tag="text-generation", datasets=["the-verdict.txt"], metrics=metrics)
+    # bits per byte: the same summed loss over the bytes the targets stand for (this 300-token BPE: 1.47 bytes
+    # per token; every token is at least one byte)
+    ratio = evals[1]["val_bits_per_byte"] * math.log(2) / evals[1]["val_loss"]  # = targets / bytes
+    assert 1 / 2 < ratio < 1
+    assert f"{evals[1]['train_bits_per_byte']:.4f} / {evals[1]['val_bits_per_byte']:.4f}" in card
     assert "| training time | 0 min" in card and "| hardware | CPU" in card and (final / "loss.png").is_file()
     assert (out / "config.yaml").is_file() and (out / "loss.png").stat().st_size > 1000
     assert sorted(os.listdir(out / "checkpoints")) == ["step-000008"]
