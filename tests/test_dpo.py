@@ -124,6 +124,10 @@ def test_records_of_every_form_are_normalized():
             },  # noqa: E501
             "record 1: 'chosen' must be one assistant message",
         ),
+        (
+            {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "rejected": []},
+            "record 1: no 'prompt': TRL's implicit-prompt form",
+        ),
     ],
 )
 def test_a_bad_record_is_named(tmp_path, record, message):
@@ -179,9 +183,9 @@ def test_overlong_pairs_are_skipped_or_truncated_and_counted():
         ]
     )
     kept, left = fitting_pairs(ds, 5, "skip")
-    assert len(kept) == 1 and left == 2
+    assert len(kept) == 1 and left == [1, 2]
     kept, left = fitting_pairs(ds, 5, "truncate")
-    assert len(kept) == 2 and left == 1
+    assert len(kept) == 2 and left == [2]
     with pytest.raises(ValueError, match="overlong must be one of"):
         fitting_pairs(ds, 5, "cut")
 

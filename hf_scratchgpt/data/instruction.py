@@ -130,6 +130,7 @@ def load_instruction_splits(
     test_fraction: float = 0.10,
     seed: int | None = None,
     load_records: Callable[[str | os.PathLike], Dataset] | None = None,
+    what: str = "instruction data",
 ) -> DatasetDict:
     """The train/validation/test records of an instruction set.
 
@@ -143,6 +144,7 @@ def load_instruction_splits(
         seed: Shuffle before splitting (None: file order, the book).
         load_records: Reads and checks one file (default: `load_instruction_records`; preference
             data brings its own).
+        what: What the data is, for the message when it is not found.
 
     Raises:
         FileNotFoundError: A missing file or a folder without `train.jsonl`.
@@ -154,7 +156,7 @@ def load_instruction_splits(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must leave training records"
         )
     load_records = load_records or load_instruction_records
-    where = local_or_hub(data, "instruction data")
+    where = local_or_hub(data, what)
     if isinstance(where, str):
         hub = load_dataset(where)
         if "test" in hub and "train" in hub:

@@ -35,7 +35,7 @@ from ..paths import local_or_hub
 from .instruction import common_prefix, encode_record, load_instruction_splits, read_json_records
 
 EXPECTED = "{instruction, input, chosen, rejected}, {prompt, chosen, rejected} or conversational objects"
-OVERLONG = ("skip", "truncate")
+OVERLONG = ("skip", "truncate")  # the rules of `fitting_pairs` (the same names as instruction tuning's)
 TEXT_COLUMNS = ("instruction", "input", "chosen", "rejected")
 CHAT_COLUMNS = ("prompt_messages", "chosen", "rejected")
 
@@ -78,8 +78,13 @@ def normalize_preference(record: Any, where: str) -> dict[str, Any]:
     for name in ("chosen", "rejected"):
         if name not in record or record[name] is None:
             raise ValueError(f"{where}: missing field {name!r} (a preference record needs chosen and rejected)")
-    chosen, rejected = (_response(record[n], where, n) for n in ("chosen", "rejected"))
     prompt = record.get("prompt")
+    if prompt is None and record.get("instruction") is None and isinstance(record["chosen"], list):
+        raise ValueError(
+            f"{where}: no 'prompt': TRL's implicit-prompt form (the prompt inside chosen and rejected) is not "
+            "read; give the prompt messages as 'prompt' and one assistant message as 'chosen' and 'rejected'"
+        )
+    chosen, rejected = (_response(record[n], where, n) for n in ("chosen", "rejected"))
     if isinstance(prompt, list):
         return {"prompt_messages": _messages(prompt, where, "prompt"), "chosen": chosen, "rejected": rejected}
     instruction = record.get("instruction", prompt)
@@ -117,7 +122,9 @@ def load_preference_splits(
     A single file is split the book's way (85 % train, 10 % test, 5 % validation, in file order
     unless `seed`); a folder of splits or a Hub dataset is used as it is.
     """
-    splits = load_instruction_splits(data, val_fraction, test_fraction, seed, load_records=load_preference_records)
+    splits = load_instruction_splits(
+        data, val_fraction, test_fraction, seed, load_records=load_preference_records, what="preference data"
+    )
     if isinstance(local_or_hub(data, "preference data"), str):  # a Hub dataset's rows are checked here
         for name, part in splits.items():
             splits[name] = _from_rows(part, f"{data} ({name})")
@@ -171,15 +178,16 @@ def pair_length(example: dict[str, list[int]]) -> int:
     return len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"])) + 1
 
 
-def fitting_pairs(tokenized: Dataset, max_length: int, overlong: str) -> tuple[Dataset, int]:
-    """The pairs kept under the `overlong` rule (see the module) and how many were left out."""
+def fitting_pairs(tokenized: Dataset, max_length: int, overlong: str) -> tuple[Dataset, list[int]]:
+    """The pairs kept under the `overlong` rule (see the module) and the indices of those left out."""
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
     if overlong == "skip":
-        kept = tokenized.filter(lambda e: pair_length(e) <= max_length)
+        fits = [pair_length(e) <= max_length for e in tokenized]
     else:
-        kept = tokenized.filter(lambda e: len(e["prompt_ids"]) < max_length)
-    return kept, len(tokenized) - len(kept)
+        fits = [len(ids) < max_length for ids in tokenized["prompt_ids"]]
+    kept = [i for i, ok in enumerate(fits) if ok]
+    return tokenized.select(kept), [i for i, ok in enumerate(fits) if not ok]
 
 
 @dataclass

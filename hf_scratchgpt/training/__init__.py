@@ -7,6 +7,7 @@
 - `pretrain`: the causal-LM task and `scratchgpt pretrain`.
 - `finetune`: what fine-tuning tasks share (the starting model, train modes, LoRA adapters).
 - `classify`: the classification task and `scratchgpt finetune-classifier` (the book's chapter 6).
+- `responses`: what the tasks that teach a model to respond share (prompts, end token, samples).
 - `instruct`: the instruction task and `scratchgpt finetune-instruct` (the book's chapter 7).
 - `preference`: the DPO task and `scratchgpt finetune-dpo` (the book's preference-tuning notebook).
 """

@@ -22,8 +22,6 @@ response is not answered and is counted.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,22 +45,21 @@ from ..folders import write_jsonl
 from ..generation import generate_responses
 from ..judge import JudgeUnavailable, judge_reachable, judge_responses
 from ..metrics import generation_metrics
-from ..model import ScratchGPTForCausalLM
-from ..prompts import STYLES, TEMPLATE_STYLES, chat_template, render
-from ..tokenization import load_tokenizer
-from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
+from ..prompts import render
+from .finetune import scratchgpt_config
 from .pretrain import NextTokenObjective
+from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, prompt_tokenizer, records_sha256
 from .run import run_training
 from .task import TaskSetup
 
-OVERLONG = ("skip", "truncate")
-RESPONSES_FILE = "test_responses.jsonl"
 JUDGE_KEY_ENV = "SCRATCHGPT_JUDGE_API_KEY"  # the judge's key, if it needs one (never another service's key)
 
 
 @dataclass
-class InstructConfig(FinetuneConfig):
+class InstructConfig(ResponseConfig):
     """Everything an instruction fine-tuning run depends on; the defaults are the book's chapter 7.
+
+    The data, split, length, test-response and sample options are `ResponseConfig`'s.
 
     Attributes:
         data: A JSON/JSONL file of records ({instruction, input, output} or chat {messages}; split the
@@ -71,118 +68,28 @@ class InstructConfig(FinetuneConfig):
         prompt_style: alpaca (the book's), phi3, or chat (the starting tokenizer's own chat template).
         mask_prompt: Ignore the prompt's tokens in the loss (train on the response and end token only).
         packing: Pack whole training examples into rows of up to max_length tokens (evaluation stays unpacked).
-        max_length: Longest example in tokens, end token included (null: the model's context length).
-        overlong: What happens to a longer example: skip (left out, counted) or truncate (its first max_length tokens).
-        val_fraction: Share of a single file's records for validation (the book: 5 %).
-        test_fraction: Share of a single file's records for the test (the book: 10 %).
-        split_seed: Shuffle a single file's records with this seed before splitting (null: file order, the book).
-        max_new_tokens: Most tokens of each test response (greedy, stops at the end token).
-        generate_test: Generate, save and score responses to the test split once training ends.
         judge_url: OpenAI-compatible endpoint of an LLM judge that scores the test responses 0-100 with the
             book's prompt, e.g. http://127.0.0.1:11434/v1 for a local Ollama (null: no judge). The key, if
             needed, comes from $SCRATCHGPT_JUDGE_API_KEY (never printed).
         judge_model: The judge's model name at that endpoint.
-        sample_tokens: Tokens of the greedy response to the first validation prompt shown at every evaluation.
     """
 
-    data: str | None = None
     prompt_style: str = "alpaca"
     mask_prompt: bool = False
     packing: bool = False
-    max_length: int | None = None
-    overlong: str = "skip"
-    val_fraction: float = 0.05
-    test_fraction: float = 0.10
-    split_seed: int | None = None
-    max_new_tokens: int = 256
-    generate_test: bool = True
     judge_url: str | None = None
     judge_model: str = "llama3"
-    sample_tokens: int = 40
     # the book's chapter-7 training: every parameter, AdamW 5e-5, weight decay 0.1, 2 epochs of batch 8
-    train_mode: str = "all"
     epochs: int = 2
-    max_steps: int | None = None
-    batch_size: int = 8
     lr: float = 5e-5
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    clip_grad: float | None = None
-    eval_every: int = 5
-    eval_batches: int | None = 5
-    save_every: int | None = 500
 
-    TRAIN_MODES: ClassVar[tuple[str, ...]] = ("all", "lora")
-    SAFE_ON_RESUME: ClassVar[frozenset[str]] = FinetuneConfig.SAFE_ON_RESUME | {
-        "max_new_tokens", "generate_test", "judge_url", "judge_model", "sample_tokens"
-    }  # fmt: skip
+    SAFE_ON_RESUME: ClassVar[frozenset[str]] = ResponseConfig.SAFE_ON_RESUME | {"judge_url", "judge_model"}
     VERB: ClassVar[str] = "finetune-instruct"
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.data:
-            raise ValueError("data: give instruction records (--data FILE.json, a folder of splits or a Hub id)")
-        if self.prompt_style not in STYLES:
-            raise ValueError(f"prompt_style must be one of {STYLES}, got {self.prompt_style!r}")
-        if self.overlong not in OVERLONG:
-            raise ValueError(f"overlong must be one of {OVERLONG}, got {self.overlong!r}")
-        if self.max_length is not None and self.max_length <= 2:
-            raise ValueError(f"max_length must be > 2, got {self.max_length!r}")
-        for name in ("max_new_tokens", "sample_tokens"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        val, test = self.val_fraction, self.test_fraction
-        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-            raise ValueError(f"val_fraction ({val}) and test_fraction ({test}) must be >= 0 and leave training data")
+    RECORDS: ClassVar[str] = "instruction records"
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-instruct`."""
         return self.run_name(self.data, "instruct")
-
-
-def records_sha256(ds: Dataset) -> str:
-    """sha256 of a split's records (JSON, in order): what exactly the run trained on."""
-    h = hashlib.sha256()
-    for row in ds:
-        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    return h.hexdigest()
-
-
-def prompt_tokenizer(model: str, source: str | Path, style: str) -> Any:
-    """The tokenizer of a fine-tuning run that renders prompts in `style`, with that style's chat template.
-
-    Args:
-        model: The model option as given (for messages).
-        source: Where the tokenizer is (the model folder, or the checkpoint being resumed).
-        style: alpaca or phi3 (their template is set, so the saved folder renders the training prompt),
-            or chat (the tokenizer's own template, which must exist).
-
-    Raises:
-        ValueError: No end-of-text token, or style chat without a chat template.
-    """
-    tok = load_tokenizer(source)
-    if tok.eos_token_id is None:
-        raise ValueError(f"{model}: the tokenizer has no end-of-text token; a response needs one to end")
-    if style in TEMPLATE_STYLES:
-        tok.chat_template = chat_template(style)
-    elif not getattr(tok, "chat_template", None):
-        raise ValueError(
-            f"prompt_style chat: the tokenizer of {model} has no chat template; use alpaca or phi3 "
-            "(their template is saved with the model)"
-        )
-    return tok
-
-
-def load_responder(where: str | Path, eos: int, drop_rate: float | None) -> ScratchGPTForCausalLM:
-    """A ScratchGPT causal LM whose generation stops at (and pads with) `eos`; `drop_rate` overrides the saved one."""
-    overrides: dict[str, Any] = {"pad_token_id": eos}
-    if drop_rate is not None:
-        overrides["drop_rate"] = drop_rate
-    with quiet_loading():
-        model = ScratchGPTForCausalLM.from_pretrained(str(where), **overrides)
-    model.generation_config.eos_token_id = eos  # generate() and pipelines stop at the end token
-    model.generation_config.pad_token_id = eos
-    return model
 
 
 def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
@@ -192,7 +99,7 @@ def _keep_fitting(tokenized: Dataset, max_length: int) -> tuple[Dataset, int]:
     return kept, len(tokenized) - len(kept)
 
 
-class InstructionTask(NextTokenObjective, FinetuneTask):
+class InstructionTask(NextTokenObjective, ResponseTask):
     """Fine-tuning a ScratchGPT to follow instructions (the book's chapter 7)."""
 
     card_template = "instruct"
@@ -240,7 +147,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         set_seed(cfg.seed)
         model = load_responder(where, self.eos, cfg.drop_rate)
         self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
-        self.first_prompt = self._first_prompt(splits)
+        self.set_first_prompt(splits)
         self.provenance = {
             "data": str(cfg.data),
             "prompt_style": cfg.prompt_style,
@@ -276,23 +183,6 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         ids = self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
         return ids, len(self.tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]) + 1
 
-    def _first_prompt(self, splits: Any) -> list[int] | None:
-        """Token ids of the prompt of the first validation (else training) record, for the samples."""
-        for name in ("validation", "train"):
-            if len(splits[name]):
-                ids, _ = self._encode(splits[name][0])
-                return ids if len(ids) < self.max_length else None
-        return None
-
-    def sample(self, model: nn.Module) -> str | None:
-        """The greedy response to the first validation prompt."""
-        if self.first_prompt is None:
-            return None
-        (response,) = generate_responses(
-            model, self.tokenizer, [self.first_prompt], max_new_tokens=self.config.sample_tokens, eos_token_id=self.eos
-        )
-        return response.text
-
     # ------------------------------------------------------------------ the test responses and their scores
 
     def final_outputs(self, model: nn.Module, out: Path, results: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +190,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
         cfg = self.config
         records = self.records["test"]
         if not cfg.generate_test or len(records) == 0:
+            (out / RESPONSES_FILE).unlink(missing_ok=True)  # an earlier final's, not these weights'
             return results
         rows, prompts = [], []
         skipped = no_room = 0  # examples the test loss left out (overlong: skip); prompts that fill the context
@@ -387,7 +278,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             "split_sizes": " / ".join(
                 str(self.provenance.get(f"{k}_examples", 0)) for k in ("train", "validation", "test")
             ),
-            "prompt_style": cfg.prompt_style,
+            "prompt_style": self.style_text(),
             "mask_prompt": "yes" if cfg.mask_prompt else "no",
             "packing": "yes" if cfg.packing else "no",
             "max_length": self.max_length,
@@ -397,6 +288,7 @@ class InstructionTask(NextTokenObjective, FinetuneTask):
             "train_mode": cfg.train_mode,
             "trainable": self.trainable_text(),
             **{f"{s}_final_loss": loss(s) for s in ("train", "val", "test")},
+            "generated": "responses" in gen,
             "answered": (
                 f"{gen['responses']} of {gen['responses'] + gen['left_out_too_long']} answered"
                 if "responses" in gen

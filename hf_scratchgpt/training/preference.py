@@ -34,7 +34,6 @@ from torch import nn
 from ..cards import data_name, result
 from ..data.classification import quiet_progress
 from ..data.preference import (
-    OVERLONG,
     PreferenceCollator,
     drop_identical,
     fitting_pairs,
@@ -47,19 +46,19 @@ from ..dpo import dpo_loss, sequence_logprobs
 from ..folders import write_jsonl
 from ..generation import generate_responses
 from ..lora import disable_adapters
-from ..prompts import STYLES, render
-from .finetune import FinetuneConfig, FinetuneTask, scratchgpt_config
-from .instruct import load_responder, prompt_tokenizer, records_sha256
+from .finetune import scratchgpt_config
+from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, prompt_tokenizer, records_sha256
 from .run import run_training
 from .task import TaskSetup
 
-RESPONSES_FILE = "test_responses.jsonl"
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass
-class PreferenceConfig(FinetuneConfig):
+class PreferenceConfig(ResponseConfig):
     """Everything a DPO run depends on; the defaults are the book's DPO notebook (beta 0.1, AdamW 5e-6).
+
+    The data, split, length, test-response and sample options are `ResponseConfig`'s.
 
     Attributes:
         data: A JSON/JSONL file of preference records (split the book's way: 85 % train, 10 % test, 5 %
@@ -72,78 +71,38 @@ class PreferenceConfig(FinetuneConfig):
             while DPO pushes the rejected ones down (0: plain DPO).
         prompt_style: chat (the starting folder's chat template: the prompt it was instruction-tuned
             on), alpaca or phi3.
-        max_length: Longest sequence in tokens, end token included (null: the model's context length).
         overlong: What happens to a longer pair: skip (left out, counted) or truncate (each sequence cut
             to its first max_length tokens; a pair whose prompt leaves no room is left out, counted).
-        val_fraction: Share of a single file's records for validation (the book: 5 %).
-        test_fraction: Share of a single file's records for the test (the book: 10 %).
-        split_seed: Shuffle a single file's records with this seed before splitting (null: file order, the book).
-        max_new_tokens: Most tokens of each greedy test response, before and after.
-        generate_test: Generate and compare responses to the test prompts once training ends.
-        sample_tokens: Tokens of the greedy response to the first validation prompt shown at every evaluation.
     """
 
-    data: str | None = None
     beta: float = 0.1
     average_logprobs: bool = False
     sft_weight: float = 0.0
     prompt_style: str = "chat"
-    max_length: int | None = None
-    overlong: str = "skip"
-    val_fraction: float = 0.05
-    test_fraction: float = 0.10
-    split_seed: int | None = None
-    max_new_tokens: int = 256
-    generate_test: bool = True
-    sample_tokens: int = 40
-    # the book's DPO notebook: every parameter, AdamW 5e-6, weight decay 0.01, 1 epoch of batch 8, no dropout
-    train_mode: str = "all"
+    # the book's DPO notebook: every parameter, AdamW 5e-6 (PyTorch's betas), weight decay 0.01, 1 epoch of
+    # batch 8, no dropout
+    adam_beta2: float = 0.999
     drop_rate: float | None = 0.0
     epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 8
     lr: float = 5e-6
     weight_decay: float = 0.01
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    clip_grad: float | None = None
-    eval_every: int = 5
-    eval_batches: int | None = 5
-    save_every: int | None = 500
 
-    TRAIN_MODES: ClassVar[tuple[str, ...]] = ("all", "lora")
-    SAFE_ON_RESUME: ClassVar[frozenset[str]] = FinetuneConfig.SAFE_ON_RESUME | {
-        "max_new_tokens", "generate_test", "sample_tokens"
-    }  # fmt: skip
     VERB: ClassVar[str] = "finetune-dpo"
+    RECORDS: ClassVar[str] = "preference records"
 
     def validate(self) -> None:
         super().validate()
-        if not self.data:
-            raise ValueError("data: give preference records (--data FILE.json, a folder of splits or a Hub id)")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
         if isinstance(self.sft_weight, bool) or not isinstance(self.sft_weight, (int, float)) or self.sft_weight < 0:
             raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight!r}")
-        if self.prompt_style not in STYLES:
-            raise ValueError(f"prompt_style must be one of {STYLES}, got {self.prompt_style!r}")
-        if self.overlong not in OVERLONG:
-            raise ValueError(f"overlong must be one of {OVERLONG}, got {self.overlong!r}")
-        if self.max_length is not None and self.max_length <= 2:
-            raise ValueError(f"max_length must be > 2, got {self.max_length!r}")
-        for name in ("max_new_tokens", "sample_tokens"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        val, test = self.val_fraction, self.test_fraction
-        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-            raise ValueError(f"val_fraction ({val}) and test_fraction ({test}) must be >= 0 and leave training data")
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-dpo`."""
         return self.run_name(self.data, "dpo")
 
 
-class PreferenceTask(FinetuneTask):
+class PreferenceTask(ResponseTask):
     """Preference tuning with DPO against a frozen reference (the starting model)."""
 
     card_template = "dpo"
@@ -177,7 +136,16 @@ class PreferenceTask(FinetuneTask):
             for name, ds in tokenized.items():
                 if len(ds) == 0:  # a map over no records adds no columns
                     tokenized[name] = ds = Dataset.from_dict({"prompt_ids": [], "chosen_ids": [], "rejected_ids": []})
-                tokenized[name], self.left_out[name] = fitting_pairs(ds, max_length, cfg.overlong)
+                tokenized[name], left = fitting_pairs(ds, max_length, cfg.overlong)
+                self.left_out[name] = len(left)
+                splits[name] = splits[name].select(sorted(set(range(len(ds))) - set(left)))  # as the loss sees them
+        if len(tokenized["train"]) == 0:
+            why = (
+                "every training pair has identical chosen and rejected responses"
+                if self.identical["train"] and not self.left_out["train"]
+                else f"no training pair with different responses fits in {max_length} tokens"
+            )
+            raise ValueError(f"{cfg.data}: {why}")
         if any(self.identical.values()) and acc.is_main_process:
             cut = ", ".join(f"{n} {k}" for k, n in self.identical.items() if n)
             print(f"left out pairs whose chosen and rejected responses are identical (no preference to learn): {cut}")
@@ -185,8 +153,6 @@ class PreferenceTask(FinetuneTask):
             cut = ", ".join(f"{n} {k}" for k, n in self.left_out.items() if n)
             rule = "longer than" if cfg.overlong == "skip" else "whose prompt leaves no room in"
             print(f"left out pairs {rule} {max_length} tokens (end token included): {cut}")
-        if len(tokenized["train"]) == 0:
-            raise ValueError(f"{cfg.data}: no training pair fits in {max_length} tokens")
         set_seed(cfg.seed)
         model = load_responder(where, self.eos, cfg.drop_rate)
         # the reference: the starting model, frozen (LoRA: the same model with its adapters disabled)
@@ -195,7 +161,7 @@ class PreferenceTask(FinetuneTask):
             self.reference = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
         self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
         self.tokenized = tokenized
-        self.first_prompt = self._first_prompt(splits)
+        self.set_first_prompt(splits)
         self.provenance = {
             "data": str(cfg.data),
             "prompt_style": cfg.prompt_style,
@@ -290,38 +256,24 @@ class PreferenceTask(FinetuneTask):
     def metrics(self, totals: dict[str, float]) -> dict[str, float]:
         n = totals.get("pairs") or float("nan")
         chosen, rejected = totals.get("chosen_reward_sum", 0.0) / n, totals.get("rejected_reward_sum", 0.0) / n
+        dpo = totals.get("loss_sum", 0.0) / n
+        nll = totals.get("chosen_nll_sum", 0.0) / (totals.get("chosen_tokens") or float("nan"))
         return {
-            "loss": totals.get("loss_sum", 0.0) / n,
+            "loss": dpo + self.config.sft_weight * nll if self.config.sft_weight else dpo,  # what is minimised
+            "dpo_loss": dpo,
             "rewards_chosen": chosen,
             "rewards_rejected": rejected,
             "reward_margin": chosen - rejected,
             "reward_accuracy": totals.get("correct", 0.0) / n,
             "logps_chosen": totals.get("logps_chosen_sum", 0.0) / n,
             "logps_rejected": totals.get("logps_rejected_sum", 0.0) / n,
-            "chosen_nll": totals.get("chosen_nll_sum", 0.0) / (totals.get("chosen_tokens") or float("nan")),
+            "chosen_nll": nll,
         }
 
     # ------------------------------------------------------------------ samples and the test responses
 
-    def _prompt_ids(self, pair: dict[str, Any]) -> list[int]:
-        prompt, _ = render(response_record(pair, "chosen"), self.config.prompt_style, self.tokenizer)
-        return self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def _first_prompt(self, splits: Any) -> list[int] | None:
-        for name in ("validation", "train"):
-            if len(splits[name]):
-                ids = self._prompt_ids(splits[name][0])
-                return ids if len(ids) < self.max_length else None
-        return None
-
-    def sample(self, model: nn.Module) -> str | None:
-        """The greedy response to the first validation prompt."""
-        if self.first_prompt is None:
-            return None
-        (response,) = generate_responses(
-            model, self.tokenizer, [self.first_prompt], max_new_tokens=self.config.sample_tokens, eos_token_id=self.eos
-        )
-        return response.text
+    def prompt_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        return response_record(record, "chosen")
 
     def report(self, totals: dict[str, dict[str, float]]) -> dict[str, Any]:
         names = {"train": "train", "val": "validation", "test": "test"}
@@ -336,10 +288,11 @@ class PreferenceTask(FinetuneTask):
         cfg = self.config
         pairs = self.records["test"]
         if not cfg.generate_test or len(pairs) == 0:
+            (out / RESPONSES_FILE).unlink(missing_ok=True)  # an earlier final's, not these weights'
             return results
         rows, prompts = [], []
         for pair in pairs:
-            ids = self._prompt_ids(pair)
+            ids = self.prompt_ids(pair)
             if len(ids) < model.config.max_position_embeddings:
                 rows.append(pair)
                 prompts.append(ids)
@@ -403,7 +356,7 @@ class PreferenceTask(FinetuneTask):
 
         rows = []
         for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
-            cells = [value(split, k) for k in ("loss", "rewards_chosen", "rewards_rejected", "reward_margin")]
+            cells = [value(split, k) for k in ("dpo_loss", "rewards_chosen", "rewards_rejected", "reward_margin")]
             cells.append(value(split, "reward_accuracy"))
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
         return {
@@ -411,7 +364,7 @@ class PreferenceTask(FinetuneTask):
             "data": str(cfg.data),
             "train_sha256": self.provenance.get("train_sha256", "n/a"),
             "split_sizes": " / ".join(str(self.provenance.get(f"{k}_pairs", 0)) for k in SPLITS),
-            "prompt_style": cfg.prompt_style,
+            "prompt_style": self.style_text(),
             "beta": cfg.beta,
             "sft_weight": cfg.sft_weight,
             "logprobs": "averaged over the response tokens (the book)" if cfg.average_logprobs else "summed (DPO, TRL)",
@@ -419,11 +372,17 @@ class PreferenceTask(FinetuneTask):
             "max_length": self.max_length,
             "longest_pair": max(self.provenance["longest_pair"].values(), default=0),
             "overlong": cfg.overlong,
-            "left_out": sum(self.left_out.values()),
+            "left_out": (
+                f"{sum(self.left_out.values())} longer than allowed"
+                if cfg.overlong == "skip"
+                else f"{sum(self.left_out.values())} whose prompt leaves no room (longer ones cut to the first "
+                f"{self.max_length} tokens)"
+            ),
             "identical": sum(self.identical.values()),
             "train_mode": cfg.train_mode,
             "trainable": self.trainable_text(),
             "result_rows": "\n".join(rows),
+            "generated": "responses" in gen,
             "answered": f"{gen['responses']} test prompts" if "responses" in gen else "not generated",
             **{f"{w}_{when}": pct(f"{w}_{when}") for w in ("chosen", "rejected") for when in ("before", "after")},
             "ended_with_eos": pct("ended_with_eos_after"),

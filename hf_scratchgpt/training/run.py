@@ -272,7 +272,8 @@ def _train_and_save(
     if acc.is_main_process:
         print(
             f"{acc.unwrap_model(model).num_parameters():,} parameters, {len(setup.train):,} training examples, "
-            f"global batch {global_batch}, {max_steps} steps, {acc.num_processes} process(es) on {acc.device}"
+            f"global batch {global_batch}, {max_steps} step{'s' if max_steps != 1 else ''}, "
+            f"{acc.num_processes} process(es) on {acc.device}"
         )
 
     def write_folder(path: Path) -> None:

@@ -155,9 +155,11 @@ def test_the_dpo_book_recipe_is_the_books_notebook_and_the_verbs_defaults():
     from hf_scratchgpt.training.preference import PreferenceConfig
 
     recipe = resolve_config(PreferenceConfig, ["--config", str(REPO / "recipes" / "finetune" / "dpo-book.yaml")])
-    book = (0.1, 5e-6, 0.01, 1, 8, "constant", 0, None, "all", 0.0, 0.05, 0.10, None)
-    keys = ("beta", "lr", "weight_decay", "epochs", "batch_size", "lr_schedule", "warmup_steps", "clip_grad",
-            "train_mode", "drop_rate", "val_fraction", "test_fraction", "split_seed")  # fmt: skip
+    book = (0.1, 5e-6, 0.01, 0.9, 0.999, 1, 8, "constant", 0, None, "all", 0.0, 0.05, 0.10, None)
+    keys = (
+        "beta", "lr", "weight_decay", "adam_beta1", "adam_beta2", "epochs", "batch_size", "lr_schedule",
+        "warmup_steps", "clip_grad", "train_mode", "drop_rate", "val_fraction", "test_fraction", "split_seed",
+    )  # fmt: skip
     assert tuple(getattr(recipe, k) for k in keys) == book
     assert tuple(getattr(PreferenceConfig(), k) for k in keys) == book
     assert recipe.data.endswith("instruction-data-with-preference.json") and recipe.prompt_style == "chat"

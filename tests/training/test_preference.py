@@ -113,7 +113,7 @@ def test_the_card_reports_rewards_and_responses(trained):
     check_card(final, pipeline_tag="text-generation", datasets=["colours-prefs.json"], metrics=metrics)
     card = (final / "README.md").read_text()
     results = json.loads((final / "eval_results.json").read_text())
-    assert f"| validation | {results['val']['loss']:.4f} |" in card
+    assert f"| validation | {results['val']['dpo_loss']:.4f} |" in card and "`test_responses.jsonl`" in card
     assert "| beta | 0.5 |" in card and "the base model, frozen (a copy)" in card
 
 
@@ -127,6 +127,10 @@ def test_lora_uses_the_base_with_adapters_disabled_as_its_reference(chat_model, 
     # both runs' references are the starting model: the same greedy answers before tuning
     before = [json.loads(x)["before"] for x in (out / "test_responses.jsonl").read_text().splitlines()]
     assert before == [json.loads(x)["before"] for x in (trained / "test_responses.jsonl").read_text().splitlines()]
+    # a finished run resumed without test responses: the old responses (of the same weights, here) are removed
+    assert main(["finetune-dpo", "--out", str(out), "--resume", "auto", "--generate-test", "false"]) == 0
+    assert not (out / "test_responses.jsonl").exists()
+    assert "The test prompts were not answered" in (out / "final" / "README.md").read_text()
     merged = load_file(out / "final" / "model.safetensors")
     start = load_file(chat_model / "model.safetensors")
     assert any(not torch.equal(merged[k], start[k]) for k in start)  # the merged update moved the weights
@@ -138,12 +142,19 @@ def test_identical_and_long_pairs_are_left_out_with_a_count(chat_model, tmp_path
     rows[5] = {**rows[5], "instruction": "word " * 80}
     path = tmp_path / "some-bad.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert main(_args(chat_model, path, tmp_path / "out", "--max-steps", "2", "--batch-size", "4")) == 0
+    extra = ("--max-steps", "2", "--batch-size", "4", "--sft-weight", "0.5", "--generate-test", "false")
+    assert main(_args(chat_model, path, tmp_path / "out", *extra)) == 0
     out = capsys.readouterr().out
     assert "left out pairs whose chosen and rejected responses are identical (no preference to learn): 1 train" in out
     assert "left out pairs longer than 64 tokens (end token included): 1 train" in out
     provenance = json.loads((tmp_path / "out" / "data_provenance.json").read_text())
     assert provenance["train_pairs"] == 32 and provenance["identical_left_out"]["train"] == 1
+    # with --sft-weight the logged loss is what is minimised: DPO's plus the weight times the chosen answers' NLL
+    last = [r for r in read_metrics(tmp_path / "out" / "metrics.jsonl") if "val_loss" in r][-1]
+    assert last["val_loss"] == pytest.approx(last["val_dpo_loss"] + 0.5 * last["val_chosen_nll"])
+    card = (tmp_path / "out" / "final" / "README.md").read_text()
+    assert "The test prompts were not answered" in card and "n/a of the responses" not in card
+    assert not (tmp_path / "out" / "test_responses.jsonl").exists()
 
 
 @pytest.mark.parametrize(
@@ -156,7 +167,7 @@ def test_identical_and_long_pairs_are_left_out_with_a_count(chat_model, tmp_path
         (_pairs(20), ("--sft-weight", "-1"), r"sft_weight must be >= 0, got -1"),
         (_pairs(20), ("--prompt-style", "vicuna"), r"prompt_style must be one of"),
         (_pairs(20), ("--overlong", "cut"), r"overlong must be one of"),
-        ([{**p, "rejected": p["chosen"]} for p in _pairs(20)], (), r"no training pair"),
+        ([{**p, "rejected": p["chosen"]} for p in _pairs(20)], (), r"every training pair has identical"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(chat_model, tmp_path, capsys, rows, extra, message):
