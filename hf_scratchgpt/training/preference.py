@@ -160,7 +160,6 @@ class PreferenceTask(ResponseTask):
         if cfg.train_mode != "lora":
             self.reference = copy.deepcopy(model).requires_grad_(False).eval().to(acc.device)
         self.prepare(model, cfg.model if isinstance(where, str) else where, verbose=acc.is_main_process)
-        self.tokenized = tokenized
         self.set_first_prompt(splits)
         self.provenance = {
             "data": str(cfg.data),
@@ -195,12 +194,17 @@ class PreferenceTask(ResponseTask):
 
     @contextlib.contextmanager
     def as_reference(self, model: nn.Module) -> Iterator[nn.Module]:
-        """The reference model: the frozen copy, or `model` with its LoRA adapters disabled."""
+        """The reference model: the frozen copy, or `model` with its LoRA adapters disabled (and no dropout)."""
         if self.reference is not None:
             yield self.reference
-        else:
+            return
+        training = model.training
+        model.eval()
+        try:
             with disable_adapters(model):
                 yield model
+        finally:
+            model.train(training)
 
     def pair_terms(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         """Per pair, `(b,)` each: the DPO loss, both rewards, the policy's log-probabilities and, for the
