@@ -1,0 +1,183 @@
+"""Generation benchmark: greedy new tokens per second of ScratchGPT vs transformers' GPT-2 and the book's KV cache.
+
+Three models of the same shape (GPT-2 layout: qkv bias, SDPA where there is a choice) generate the
+same number of new tokens greedily from the same random prompts, with and without their KV cache:
+
+- ScratchGPT: `ScratchGPTForCausalLM.generate` (transformers' generation loop on our cache);
+- transformers: `GPT2LMHeadModel.generate`;
+- the book: its bonus KV-cache loop (`generate_text_simple_cached`) on `llms_from_scratch.kv_cache.gpt2.GPTModel`.
+
+Every (model, cache, batch) case runs once per round, the cases interleaved, after a warm-up
+round; the median over rounds gives new tokens/s (batch x new tokens / seconds), reported with the
+range and as ratios to ScratchGPT with its cache. End-of-text never stops a row (no eos is set), so
+every case generates exactly `--new-tokens` tokens.
+
+Usage: python benchmarks/bench_generation.py [--layers 6 --emb 384 --heads 6 --context 256 --vocab 8192]
+       [--prompt 16 --new-tokens 200 --batches 1 8 --rounds 5]
+Prints a table and writes benchmarks/results/generation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
+
+HERE = Path(__file__).resolve().parent
+
+
+def _hf_generate(model: torch.nn.Module, prompt: torch.Tensor, new: int, cache: bool) -> Callable[[], torch.Tensor]:
+    mask = torch.ones_like(prompt)
+
+    def run() -> torch.Tensor:
+        return model.generate(
+            input_ids=prompt, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+            use_cache=cache, eos_token_id=None, pad_token_id=0,
+        )  # fmt: skip
+
+    return run
+
+
+def _book_generate(model: torch.nn.Module, prompt: torch.Tensor, new: int, cache: bool) -> Callable[[], torch.Tensor]:
+    """The book's bonus KV-cache loop for its GPT-2 (`kv_cache.gpt2.GPTModel`; the package's own
+    `kv_cache.generate` serves its Llama and Qwen models): the prompt once, then one token per step."""
+    from llms_from_scratch.kv_cache.utils import KVCache
+
+    def run() -> torch.Tensor:
+        idx = prompt
+        if not cache:
+            for _ in range(new):
+                logits = model(idx)
+                idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+            return idx
+        model.current_pos = 0
+        kv = KVCache(n_layers=len(model.trf_blocks))
+        logits = model(idx, use_cache=True, cache=kv)
+        for _ in range(new):
+            next_idx = logits[:, -1].argmax(dim=-1, keepdim=True)
+            idx = torch.cat([idx, next_idx], dim=1)
+            logits = model(next_idx, use_cache=True, cache=kv)
+        return idx
+
+    return run
+
+
+def build(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
+    """The three models, same shape, in eval mode."""
+    torch.manual_seed(0)
+    ours = ScratchGPTForCausalLM(
+        ScratchGPTConfig(
+            vocab_size=args.vocab, context_length=args.context, emb_dim=args.emb, n_heads=args.heads,
+            n_layers=args.layers, drop_rate=0.0, qkv_bias=True,
+        )
+    ).eval()  # fmt: skip
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=args.vocab, n_positions=args.context, n_embd=args.emb, n_head=args.heads, n_layer=args.layers,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="sdpa", bos_token_id=None,
+            eos_token_id=None,
+        )
+    ).eval()  # fmt: skip
+    models = {"scratchgpt": ours, "transformers gpt2": gpt2}
+    try:
+        from llms_from_scratch.kv_cache.gpt2 import GPTModel
+    except ImportError:  # the book's package: pip install --no-deps llms-from-scratch==1.0.19
+        return models
+    cfg = {
+        "vocab_size": args.vocab, "context_length": args.context, "emb_dim": args.emb, "n_heads": args.heads,
+        "n_layers": args.layers, "drop_rate": 0.0, "qkv_bias": True,
+    }  # fmt: skip
+    models["book (llms-from-scratch)"] = GPTModel(cfg).eval()
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--emb", type=int, default=384)
+    parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
+    parser.add_argument("--new-tokens", type=int, default=200)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    if args.prompt + args.new_tokens > args.context:
+        parser.error(f"--prompt + --new-tokens ({args.prompt + args.new_tokens}) exceeds --context {args.context}")
+
+    models = build(args)
+    cases: dict[str, Callable[[], torch.Tensor]] = {}
+    for batch in args.batches:
+        prompt = torch.randint(1, args.vocab, (batch, args.prompt), generator=torch.Generator().manual_seed(batch))
+        for name, model in models.items():
+            make = _book_generate if name.startswith("book") else _hf_generate
+            for cache in (True, False):
+                cases[f"{name}, {'cache' if cache else 'no cache'}, batch {batch}"] = make(
+                    model, prompt, args.new_tokens, cache
+                )
+    failed: dict[str, str] = {}
+    with torch.inference_mode():
+        for name, run in list(cases.items()):  # warm-up round, and every case generates the asked length
+            try:
+                out = run()
+            except RuntimeError as err:  # recorded, not hidden: e.g. the book package's GPT-2 cached decoding
+                failed[name] = f"{type(err).__name__}: {err}"
+                del cases[name]
+                continue
+            assert out.shape[1] == args.prompt + args.new_tokens, (name, out.shape)
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    with torch.inference_mode():
+        for _ in range(args.rounds):
+            for name, run in cases.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+
+    rows = {}
+    for name, ts in times.items():
+        batch = int(name.rsplit(" ", 1)[1])
+        rates = sorted(batch * args.new_tokens / t for t in ts)
+        rows[name] = {"tokens_per_s": statistics.median(rates), "min": rates[0], "max": rates[-1], "seconds": ts}
+    ratios = {}
+    for batch in args.batches:
+        ours = rows[f"scratchgpt, cache, batch {batch}"]["tokens_per_s"]
+        for name in rows:
+            if name.endswith(f"batch {batch}"):
+                ratios[name] = ours / rows[name]["tokens_per_s"]
+    summary = {
+        "config": vars(args),
+        "results": rows,
+        "scratchgpt_cached_over": ratios,
+        "failed": failed,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(
+        f"{args.layers} layers, emb {args.emb}, {args.heads} heads, context {args.context}, vocab {args.vocab}; "
+        f"prompt {args.prompt}, {args.new_tokens} new tokens, greedy, median of {args.rounds} rounds"
+    )
+    print("| case | new tokens/s (median) | range | ScratchGPT with cache / this |\n|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['tokens_per_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {ratios[name]:.2f}x |")
+    for name, why in failed.items():
+        print(f"| {name} | failed: {why[:100]} | | |")
+    out = HERE / "results" / "generation.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
