@@ -46,9 +46,8 @@ from ..generation import generate_responses
 from ..judge import JudgeUnavailable, judge_reachable, judge_responses
 from ..metrics import generation_metrics
 from ..prompts import render
-from .finetune import scratchgpt_config
 from .pretrain import NextTokenObjective
-from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, prompt_tokenizer, records_sha256
+from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, records_sha256
 from .run import run_training
 from .task import TaskSetup
 
@@ -110,17 +109,12 @@ class InstructionTask(NextTokenObjective, ResponseTask):
 
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
-        base_config, where = scratchgpt_config(cfg.model)
-        self.tokenizer = tok = prompt_tokenizer(cfg.model, resume_from or where, cfg.prompt_style)
-        self.eos = tok.eos_token_id
+        where = self.start(resume_from)
+        tok, max_length = self.tokenizer, self.max_length
         if cfg.judge_url and acc.is_main_process:
             cause = judge_reachable(cfg.judge_url)  # a bad URL is an error now, not after training
             if cause is not None:
                 print(f"judge: {cfg.judge_url} is not reachable now ({cause}); it is asked again once training ends")
-        context = base_config.context_length
-        if cfg.max_length is not None and cfg.max_length > context:
-            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
-        self.max_length = max_length = cfg.max_length or context
         with acc.main_process_first(), quiet_progress():
             self.records = splits = load_instruction_splits(
                 cfg.data, cfg.val_fraction, cfg.test_fraction, cfg.split_seed

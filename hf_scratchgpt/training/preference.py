@@ -46,8 +46,7 @@ from ..dpo import dpo_loss, sequence_logprobs
 from ..folders import write_jsonl
 from ..generation import generate_responses
 from ..lora import disable_adapters
-from .finetune import scratchgpt_config
-from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, prompt_tokenizer, records_sha256
+from .responses import RESPONSES_FILE, ResponseConfig, ResponseTask, load_responder, records_sha256
 from .run import run_training
 from .task import TaskSetup
 
@@ -113,13 +112,8 @@ class PreferenceTask(ResponseTask):
 
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
-        base_config, where = scratchgpt_config(cfg.model)
-        self.tokenizer = tok = prompt_tokenizer(cfg.model, resume_from or where, cfg.prompt_style)
-        self.eos = tok.eos_token_id
-        context = base_config.context_length
-        if cfg.max_length is not None and cfg.max_length > context:
-            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
-        self.max_length = max_length = cfg.max_length or context
+        where = self.start(resume_from)
+        tok, max_length = self.tokenizer, self.max_length
         with acc.main_process_first(), quiet_progress():
             splits = load_preference_splits(cfg.data, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
             self.records = splits

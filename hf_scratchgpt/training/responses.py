@@ -22,7 +22,7 @@ from ..generation import generate_responses
 from ..model import ScratchGPTForCausalLM
 from ..prompts import STYLES, TEMPLATE_STYLES, chat_template, render, template_style
 from ..tokenization import load_tokenizer
-from .finetune import FinetuneConfig, FinetuneTask, quiet_loading
+from .finetune import FinetuneConfig, FinetuneTask, quiet_loading, scratchgpt_config
 
 OVERLONG = ("skip", "truncate")
 RESPONSES_FILE = "test_responses.jsonl"  # in the run folder: the greedy answers to the test prompts
@@ -146,11 +146,30 @@ def load_responder(where: str | Path, eos: int, drop_rate: float | None) -> Scra
 class ResponseTask(FinetuneTask):
     """A fine-tuning task whose model responds to prompts: the greedy sample shown at every evaluation.
 
-    A subclass's `setup` sets `tokenizer`, `eos` and `max_length`, and calls `set_first_prompt`.
+    A subclass's `setup` begins with `start` (tokenizer, end token, longest example) and calls
+    `set_first_prompt` once its data are loaded.
     """
 
     config: ResponseConfig
     first_prompt: list[int] | None = None
+
+    def start(self, resume_from: Path | None) -> str | Path:
+        """Set the tokenizer (with the style's template), the end token and the longest example; returns
+        where the starting model is (a folder, or a Hub id).
+
+        Raises:
+            FileNotFoundError, ValueError: Not a ScratchGPT folder, no end token, style chat without a
+                template, or a max_length longer than the model's context.
+        """
+        cfg = self.config
+        base_config, where = scratchgpt_config(cfg.model)
+        self.tokenizer = prompt_tokenizer(cfg.model, resume_from or where, cfg.prompt_style)
+        self.eos = self.tokenizer.eos_token_id
+        context = base_config.context_length
+        if cfg.max_length is not None and cfg.max_length > context:
+            raise ValueError(f"max_length {cfg.max_length} is longer than the model's context length {context}")
+        self.max_length = cfg.max_length or context
+        return where
 
     def style_text(self) -> str:
         """The prompt style for cards: `chat` names the template it is (alpaca, phi3 or the folder's own)."""
