@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -256,20 +255,6 @@ GPT2_DIR_ENV = "SCRATCHGPT_GPT2_TOKENIZER"
 GPT2_HUB_ID = "openai-community/gpt2"
 
 
-@functools.cache
-def _byte_alphabet() -> dict[str, int]:
-    """Byte-level BPE's printable stand-in for every byte (GPT-2's `bytes_to_unicode`), inverted."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
-
-
 def token_byte_lengths(tokenizer: Any) -> torch.Tensor:
     """`(len(tokenizer),)` UTF-8 bytes of text each token id stands for; special tokens count 0.
 
@@ -278,8 +263,10 @@ def token_byte_lengths(tokenizer: Any) -> torch.Tensor:
     tokenizers are measured by decoding each id. Summed over the tokens of a text (without special
     tokens) it is the text's length in bytes: the denominator of bits per byte.
     """
+    from tokenizers import pre_tokenizers
+
     special = set(tokenizer.all_special_ids) | {i for i in tokenizer.added_tokens_decoder}
-    alphabet = _byte_alphabet()
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet())  # the 256 characters byte-level BPE writes bytes as
     lengths = torch.zeros(len(tokenizer), dtype=torch.long)
     for i, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
         if i in special or token is None:

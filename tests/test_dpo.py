@@ -182,10 +182,8 @@ def test_overlong_pairs_are_skipped_or_truncated_and_counted():
             {"prompt_ids": [1, 2, 3, 4, 5], "chosen_ids": [3], "rejected_ids": [4]},  # the prompt fills 5
         ]
     )
-    kept, left = fitting_pairs(ds, 5, "skip")
-    assert len(kept) == 1 and left == [1, 2]
-    kept, left = fitting_pairs(ds, 5, "truncate")
-    assert len(kept) == 2 and left == [2]
+    assert fitting_pairs(ds, 5, "skip") == [0]  # 1 and 2 left out
+    assert fitting_pairs(ds, 5, "truncate") == [0, 1]  # 2 left out
     with pytest.raises(ValueError, match="overlong must be one of"):
         fitting_pairs(ds, 5, "cut")
 

@@ -178,16 +178,13 @@ def pair_length(example: dict[str, list[int]]) -> int:
     return len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"])) + 1
 
 
-def fitting_pairs(tokenized: Dataset, max_length: int, overlong: str) -> tuple[Dataset, list[int]]:
-    """The pairs kept under the `overlong` rule (see the module) and the indices of those left out."""
+def fitting_pairs(tokenized: Dataset, max_length: int, overlong: str) -> list[int]:
+    """The indices of the pairs kept under the `overlong` rule (see the module)."""
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
     if overlong == "skip":
-        fits = [pair_length(e) <= max_length for e in tokenized]
-    else:
-        fits = [len(ids) < max_length for ids in tokenized["prompt_ids"]]
-    kept = [i for i, ok in enumerate(fits) if ok]
-    return tokenized.select(kept), [i for i, ok in enumerate(fits) if not ok]
+        return [i for i, e in enumerate(tokenized) if pair_length(e) <= max_length]
+    return [i for i, ids in enumerate(tokenized["prompt_ids"]) if len(ids) < max_length]
 
 
 @dataclass

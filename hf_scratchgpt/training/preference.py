@@ -130,9 +130,9 @@ class PreferenceTask(ResponseTask):
             for name, ds in tokenized.items():
                 if len(ds) == 0:  # a map over no records adds no columns
                     tokenized[name] = ds = Dataset.from_dict({"prompt_ids": [], "chosen_ids": [], "rejected_ids": []})
-                tokenized[name], left = fitting_pairs(ds, max_length, cfg.overlong)
-                self.left_out[name] = len(left)
-                splits[name] = splits[name].select(sorted(set(range(len(ds))) - set(left)))  # as the loss sees them
+                kept = fitting_pairs(ds, max_length, cfg.overlong)
+                self.left_out[name] = len(ds) - len(kept)
+                tokenized[name], splits[name] = ds.select(kept), splits[name].select(kept)  # as the loss sees them
         if len(tokenized["train"]) == 0:
             why = (
                 "every training pair has identical chosen and rejected responses"
