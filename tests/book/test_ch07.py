@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -356,6 +357,11 @@ def long_named_process(tmp_path):
     name = f"sleepy_{uuid.uuid4().hex[:16]}"
     (tmp_path / name).symlink_to("/bin/sleep")
     process = subprocess.Popen([str(tmp_path / name), "30"])
+    comm = Path(f"/proc/{process.pid}/comm")
+    deadline = time.monotonic() + 10
+    while comm.read_text().strip() != name[:15]:  # Popen returns before the child has exec'd `sleep`
+        assert time.monotonic() < deadline, f"{name} did not start within 10 s"
+        time.sleep(0.01)
     try:
         yield name
     finally:
