@@ -8,16 +8,15 @@ memory (ru_maxrss) is read by the parent:
 - `naive`: `GPT2LMHeadModel.from_pretrained(SRC)`, a fully built `ScratchGPTForCausalLM`, the mapped state
   dict loaded into it, `save_pretrained(OUT)` — what one writes without care for memory.
 
-Usage: python benchmarks/bench_convert_memory.py [--size gpt2-xl] [--work DIR] [--shared-data ../shared/data]
-Results: benchmarks/results/convert_memory.json
+Usage: python -m benchmarks.bench_convert_memory [--size gpt2-xl] [--work DIR] [--shared-data ../shared/data]
+       [--quick] [--out DIR]
+Results: DIR/convert_memory.json (default benchmarks/results/)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,8 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import SHARED_DATA, add_common_args, headline, save
+
 HERE = Path(__file__).resolve().parent
 SIZES = {  # name: (n_embd, n_layer, n_head)
+    "tiny": (64, 2, 2),  # --quick
     "gpt2-small": (768, 12, 12),
     "gpt2-medium": (1024, 24, 16),
     "gpt2-large": (1280, 36, 20),
@@ -78,12 +80,15 @@ def run_child(code: str, *args: str) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="gpt2-xl", choices=sorted(SIZES))
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
-    parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
-    args = parser.parse_args()
+    parser.add_argument("--shared-data", type=Path, default=SHARED_DATA)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size = "tiny"
     os.environ.setdefault("SCRATCHGPT_GPT2_TOKENIZER", str(args.shared_data / "gpt2"))
     work = Path(tempfile.mkdtemp(prefix="convert-bench-", dir=args.work))
     try:
@@ -99,17 +104,15 @@ def main() -> None:
             rows[name] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak), "peak_over_weights": peak / size_mb}
             print(f"{name:>14}: peak RSS {peak:,.0f} MB = {peak / size_mb:.2f} x the weights, {seconds:.0f} s")
             shutil.rmtree(out)
-        ratio = rows["naive"]["peak_rss_mb"] / rows["hf_scratchgpt"]["peak_rss_mb"]
-        print(f"naive / hf_scratchgpt peak memory: {ratio:.2f}x")
-        result = {
-            "size": args.size,
-            "weights_mb": round(size_mb),
-            "runs": rows,
-            "naive_over_ours": round(ratio, 2),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        }
-        (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "convert_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+        times = rows["naive"]["peak_rss_mb"] / rows["hf_scratchgpt"]["peak_rss_mb"]
+        print(f"naive / hf_scratchgpt peak memory: {times:.2f}x")
+        result = {"size": args.size, "weights_mb": round(size_mb), "runs": rows, "naive_over_ours": round(times, 2)}
+        row = headline(
+            "conversion", f"convert-gpt2 {args.size} ({size_mb:,.0f} MB of weights): peak memory (MB)",
+            rows["hf_scratchgpt"]["peak_rss_mb"], "load, convert, save", rows["naive"]["peak_rss_mb"],
+            {"median": times, "min": times, "max": times}, "MB",
+        )  # fmt: skip
+        print(save("convert_memory", args.out, result, [row]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

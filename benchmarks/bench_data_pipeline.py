@@ -9,8 +9,8 @@ Side by side in one run, each measurement in its own fresh process (so peak memo
 * `streaming`: `prepare_lm_datasets(streaming=True)`, every window of both splits iterated,
   on the corpus and on a corpus twice as large (memory must stay flat).
 
-Usage: python benchmarks/bench_data_pipeline.py [--shared-data ../shared/data] [--mb 20]
-Prints a table and writes benchmarks/results/data_pipeline.json.
+Usage: python -m benchmarks.bench_data_pipeline [--shared-data ../shared/data] [--mb 20] [--quick] [--out DIR]
+Prints a table and writes DIR/data_pipeline.json (default benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.common import SHARED_DATA, add_common_args, headline, save
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,13 +95,16 @@ def run(mode: str, corpus: Path, gpt2: Path, max_length: int, stride: int, hf_ho
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
+    parser.add_argument("--shared-data", type=Path, default=SHARED_DATA)
     parser.add_argument("--mb", type=float, default=20.0)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--stride", type=int, default=128)
-    args = parser.parse_args()
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.mb = 0.5
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -146,9 +151,20 @@ def main() -> None:
         f"growth with a 2x corpus: streaming {summary['peak_rss_growth_2x_corpus']['streaming']:.2f}x, "
         f"in-memory {summary['peak_rss_growth_2x_corpus']['in_memory']:.2f}x"
     )
-    out = HERE / "results" / "data_pipeline.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    headlines = []
+    for name in ("pipeline", "pipeline-cached"):
+        speedup = summary["speedup_vs_book"][name]
+        rate = results[name]["tokens"] / results[name]["seconds"]
+        headlines.append(headline(
+            "data", f"{size / 1e6:.0f} MB to GPT-2 windows, tokens/s ({name.replace('pipeline', 'ours')})",
+            rate, "book GPTDatasetV1", book_rate, {"median": speedup, "min": speedup, "max": speedup}, "tok/s",
+        ))  # fmt: skip
+    memory = 1 / summary["peak_rss_streaming_vs_in_memory"]
+    headlines.append(headline(
+        "data", f"{size / 1e6:.0f} MB, peak memory (MB), streaming", results["streaming"]["peak_rss_mb"], "in memory",
+        results["pipeline"]["peak_rss_mb"], {"median": memory, "min": memory, "max": memory}, "MB",
+    ))  # fmt: skip
+    print(save("data_pipeline", args.out, summary, headlines))
 
 
 if __name__ == "__main__":

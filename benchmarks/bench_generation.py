@@ -10,27 +10,25 @@ same number of new tokens greedily from the same random prompts, with and withou
 Every (model, cache, batch) case runs once per round, the cases interleaved, after a warm-up
 round; the median over rounds gives new tokens/s (batch x new tokens / seconds), reported with the
 range and as ratios to ScratchGPT with its cache. End-of-text never stops a row (no eos is set), so
-every case generates exactly `--new-tokens` tokens.
+every case generates exactly `--new-tokens` tokens. Without a cache only the smallest batch runs
+(the slow cases: several minutes at batch 8) unless `--all-cases` is given.
 
-Usage: python benchmarks/bench_generation.py [--layers 6 --emb 384 --heads 6 --context 256 --vocab 8192]
-       [--prompt 16 --new-tokens 200 --batches 1 8 --rounds 5]
-Prints a table and writes benchmarks/results/generation.json.
+Usage: python -m benchmarks.bench_generation [--layers 6 --emb 384 --heads 6 --context 256 --vocab 8192]
+       [--prompt 16 --new-tokens 200 --batches 1 8 --rounds 3 --all-cases] [--quick] [--out DIR]
+Prints a table and writes DIR/generation.json (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from benchmarks.common import add_common_args, headline, ratio, save, spread
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +99,7 @@ def build(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     return models
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--emb", type=int, default=384)
@@ -111,8 +109,13 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--all-cases", action="store_true", help="also every batch without a cache")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.layers, args.emb, args.heads, args.context, args.vocab = 2, 64, 2, 64, 512
+        args.prompt, args.new_tokens, args.rounds = 8, 16, 1
     if args.prompt + args.new_tokens > args.context:
         parser.error(f"--prompt + --new-tokens ({args.prompt + args.new_tokens}) exceeds --context {args.context}")
 
@@ -122,7 +125,7 @@ def main() -> None:
         prompt = torch.randint(1, args.vocab, (batch, args.prompt), generator=torch.Generator().manual_seed(batch))
         for name, model in models.items():
             make = _book_generate if name.startswith("book") else _hf_generate
-            for cache in (True, False):
+            for cache in (True, False) if batch == min(args.batches) or args.all_cases else (True,):
                 cases[f"{name}, {'cache' if cache else 'no cache'}, batch {batch}"] = make(
                     model, prompt, args.new_tokens, cache
                 )
@@ -147,36 +150,35 @@ def main() -> None:
     rows = {}
     for name, ts in times.items():
         batch = int(name.rsplit(" ", 1)[1])
-        rates = sorted(batch * args.new_tokens / t for t in ts)
-        rows[name] = {"tokens_per_s": statistics.median(rates), "min": rates[0], "max": rates[-1], "seconds": ts}
-    ratios = {}
+        rates = [batch * args.new_tokens / t for t in ts]  # round order: paired with the other cases' rounds
+        rows[name] = {**spread(rates), "tokens_per_s": spread(rates)["median"], "rates": rates, "seconds": ts}
+    ratios, headlines = {}, []
     for batch in args.batches:
-        ours = rows[f"scratchgpt, cache, batch {batch}"]["tokens_per_s"]
-        for name in rows:
-            if name.endswith(f"batch {batch}"):
-                ratios[name] = ours / rows[name]["tokens_per_s"]
-    summary = {
-        "config": vars(args),
-        "results": rows,
-        "scratchgpt_cached_over": ratios,
-        "failed": failed,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-    }
+        ours = rows[f"scratchgpt, cache, batch {batch}"]
+        for name, row in rows.items():
+            if not name.endswith(f"batch {batch}"):
+                continue
+            ratios[name] = ours["tokens_per_s"] / row["tokens_per_s"]
+            if name.startswith("scratchgpt, cache"):
+                continue
+            peer = name.removesuffix(f", batch {batch}")
+            target = {"transformers gpt2, cache": 1.3, "scratchgpt, no cache": 5.0}.get(peer)
+            headlines.append(headline(
+                "generation", f"greedy, {args.new_tokens} new tokens, batch {batch}, with cache: new tokens/s",
+                ours["tokens_per_s"], peer, row["tokens_per_s"], ratio(ours["rates"], row["rates"]), "tok/s", target,
+            ))  # fmt: skip
+    summary = {"config": vars(args) | {"out": str(args.out)}, "results": rows, "scratchgpt_cached_over": ratios,
+               "failed": failed}  # fmt: skip
     print(
         f"{args.layers} layers, emb {args.emb}, {args.heads} heads, context {args.context}, vocab {args.vocab}; "
         f"prompt {args.prompt}, {args.new_tokens} new tokens, greedy, median of {args.rounds} rounds"
     )
     print("| case | new tokens/s (median) | range | ScratchGPT with cache / this |\n|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['tokens_per_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {ratios[name]:.2f}x |")
+        print(f"| {name} | {r['median']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {ratios[name]:.2f}x |")
     for name, why in failed.items():
         print(f"| {name} | failed: {why[:100]} | | |")
-    out = HERE / "results" / "generation.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    print(save("generation", args.out, summary, headlines))
 
 
 if __name__ == "__main__":

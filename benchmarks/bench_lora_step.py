@@ -5,22 +5,21 @@ and with the scratch LoRA on every linear layer (rank 16, alpha 16, the book's a
 Steps of the two alternate; the median of the timed steps is reported with the trainable parameter
 count and the bytes of AdamW state (exp_avg + exp_avg_sq + step) after a step.
 
-Usage: python benchmarks/bench_lora_step.py [--steps 3]
-Results: benchmarks/results/lora_step.json
+Usage: python -m benchmarks.bench_lora_step [--steps 3] [--quick] [--out DIR]
+Results: DIR/lora_step.json (default benchmarks/results/)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import add_common_args, headline, interleaved, ratio, save
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 from hf_scratchgpt.lora import replace_linear_with_lora, trainable_report
 
@@ -52,21 +51,20 @@ def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Te
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up)")
-    args = parser.parse_args()
-    results = {}
-    for name, (preset, batch, seq) in SHAPES.items():
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    shapes = {"tiny": ("tiny", 2, 32)} if args.quick else SHAPES
+    steps = 1 if args.quick else args.steps
+    results, headlines = {}, []
+    for name, (preset, batch, seq) in shapes.items():
         runs = {variant: build(preset, variant == "lora") for variant in ("full", "lora")}
         vocab = runs["full"][0].config.vocab_size
         ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(1))
-        times: dict[str, list[float]] = {v: [] for v in runs}
-        for i in range(args.steps + 1):
-            for variant, (model, optimizer) in runs.items():
-                seconds = step(model, optimizer, ids)
-                if i:
-                    times[variant].append(seconds)
+        cases = {variant: partial(step, model, optimizer, ids) for variant, (model, optimizer) in runs.items()}
+        times = interleaved(cases, rounds=steps, warmup=1)
         row = {}
         for variant, (model, optimizer) in runs.items():
             report = trainable_report(model)
@@ -79,6 +77,16 @@ def main() -> None:
         row["full_over_lora_time"] = row["full"]["step_seconds"] / row["lora"]["step_seconds"]
         row["full_over_lora_optimizer_state"] = row["full"]["optimizer_state_mb"] / row["lora"]["optimizer_state_mb"]
         results[name] = {"batch": batch, "sequence": seq, **row}
+        headlines.append(headline(
+            "LoRA", f"{name} {batch}x{seq}: training step time, LoRA (rank 16)", row["lora"]["step_seconds"],
+            "full fine-tuning", row["full"]["step_seconds"],
+            ratio(times["lora"], times["full"], higher_is_better=False), "s",
+        ))  # fmt: skip
+        state = row["full_over_lora_optimizer_state"]
+        headlines.append(headline(
+            "LoRA", f"{name}: AdamW state (MB), LoRA (rank 16)", row["lora"]["optimizer_state_mb"], "full fine-tuning",
+            row["full"]["optimizer_state_mb"], {"median": state, "min": state, "max": state}, "MB",
+        ))  # fmt: skip
         for variant in ("full", "lora"):
             r = row[variant]
             print(
@@ -89,11 +97,7 @@ def main() -> None:
             f"{name:>10} full/LoRA: time {row['full_over_lora_time']:.2f}x, "
             f"optimizer state {row['full_over_lora_optimizer_state']:.1f}x"
         )
-    meta = {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
-    (HERE / "results").mkdir(exist_ok=True)
-    out = HERE / "results" / "lora_step.json"
-    out.write_text(json.dumps({"shapes": results, "machine": meta}, indent=2) + "\n")
-    print(f"-> {out}")
+    print(save("lora_step", args.out, {"shapes": results}, headlines))
 
 
 if __name__ == "__main__":

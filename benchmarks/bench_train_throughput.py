@@ -1,31 +1,56 @@
-"""Stage-6 benchmark: training throughput of ScratchGPT vs transformers' GPT2LMHeadModel, same config.
+"""Training-step throughput and peak memory of ScratchGPT vs transformers' GPT-2 and the book's models.
 
-Both models get the same shape (GPT-2 layout: qkv bias, tied head, dropout 0.1, SDPA attention) and
-run the same full training step (forward, loss, backward, AdamW step) on the same random batches,
-measured interleaved (A, B, A, B, ...) after warm-up; the median step time gives tokens/s. ScratchGPT
-trains with its fused output-head loss (`fused_linear_cross_entropy`, what `scratchgpt pretrain` uses)
-and is also measured with the plain loss and under bf16 autocast. Model-FLOPs utilisation uses
-6 x parameters + attention FLOPs per token against a measured matmul peak (fp32 and bf16) of this machine.
+The same configuration for every model (GPT-2 layout with query/key/value bias, untied output head as
+`scratchgpt pretrain` and the book use, dropout 0.1) and the same full training step as `scratchgpt
+pretrain` runs it: forward, the loss the user trains with, backward, gradient clipping at 1.0 and a
+fused AdamW step (decay on matrices only). The peers:
 
-Usage: python benchmarks/bench_train_throughput.py [--layers 4 --emb 256 --heads 4 --context 256 --batch 8]
-       python benchmarks/bench_train_throughput.py --vocab 4096 --emb 128 --context 128 --batch 16 --steps 20 --tag tiny
-Prints a table and writes benchmarks/results/train_throughput[-TAG].json.
+- transformers' `GPT2LMHeadModel`, SDPA and eager attention (its loss: `labels=`);
+- the book's package `llms_from_scratch` (`ch04.GPTModel`, the readable one, and `GPTModelFast`), with
+  the book's loss (`cross_entropy` over the flattened logits);
+- ScratchGPT with the plain loss, with PyTorch's default (non-fused) AdamW, under `torch.compile`.
+
+ScratchGPT trains with its fused output-head loss (what `pretrain` uses). Cases are timed interleaved
+after warm-up; tokens/s is batch x length / median step time. Model-FLOPs utilisation (MFU) counts
+6 x (parameters without the embeddings) + 12 x layers x width x length per token against the matmul
+peak (fp32 and bf16) measured in the same run. Peak memory: each model in its own process, two
+training steps of the longest shape, ru_maxrss (with and without gradient checkpointing for ours).
+
+Sizes: `small` (vocabulary 8,192, context 256, 6 layers x 384, batch 8 x 256) and `gpt2-small` (124M,
+batches 2 x 256 and 1 x 1024); fp32 for all, bf16 autocast for ours and transformers' SDPA model.
+
+Usage: python -m benchmarks.bench_train_throughput [--sizes small gpt2-small] [--rounds 5] [--quick] [--out DIR]
+Writes DIR/train_throughput.json (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
-from pathlib import Path
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, timed
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
+from hf_scratchgpt.training.loop import param_groups
 
-HERE = Path(__file__).resolve().parent
+SIZES: dict[str, dict[str, Any]] = {
+    "small": {"vocab": 8192, "context": 256, "layers": 6, "emb": 384, "heads": 6, "shapes": [(8, 256)]},
+    "gpt2-small": {
+        "vocab": 50257, "context": 1024, "layers": 12, "emb": 768, "heads": 12, "shapes": [(2, 256), (1, 1024)],
+    },
+}  # fmt: skip
+QUICK = {"vocab": 512, "context": 64, "layers": 2, "emb": 64, "heads": 2}
+QUICK_SHAPES = {"small": [(2, 64)], "gpt2-small": [(1, 64)]}
+OURS, SDPA, EAGER, BOOK, BOOK_FAST = "scratchgpt", "gpt2 sdpa", "gpt2 eager", "book GPTModel", "book GPTModelFast"
+PLAIN, FOREACH, COMPILED = "scratchgpt plain loss", "scratchgpt default AdamW", "scratchgpt torch.compile"
+MEMORY_CASES = (OURS, f"{OURS} + checkpointing", SDPA, BOOK, BOOK_FAST)
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -33,122 +58,191 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
+    return 2 * n**3 / min(timed(lambda: a @ b) for _ in range(repeats))
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def build(name: str, size: dict[str, Any]) -> torch.nn.Module:
+    """A model of `size` by its case name, with the same configuration for all."""
+    torch.manual_seed(0)
+    if name.startswith("scratchgpt"):
+        config = ScratchGPTConfig(
+            vocab_size=size["vocab"], context_length=size["context"], emb_dim=size["emb"], n_heads=size["heads"],
+            n_layers=size["layers"], drop_rate=0.1, qkv_bias=True, tie_word_embeddings=False,
+            fused_linear_cross_entropy=name != PLAIN,
+        )  # fmt: skip
+        model = ScratchGPTForCausalLM._from_config(config, attn_implementation="sdpa")
+        return torch.compile(model) if name == COMPILED else model
+    if name.startswith("gpt2"):
+        config = GPT2Config(
+            vocab_size=size["vocab"], n_positions=size["context"], n_embd=size["emb"], n_head=size["heads"],
+            n_layer=size["layers"], tie_word_embeddings=False,
+        )  # fmt: skip
+        return GPT2LMHeadModel._from_config(config, attn_implementation="eager" if name == EAGER else "sdpa")
+    from llms_from_scratch.ch04 import GPTModel, GPTModelFast
+
+    book = {"vocab_size": size["vocab"], "context_length": size["context"], "emb_dim": size["emb"],
+            "n_heads": size["heads"], "n_layers": size["layers"], "drop_rate": 0.1, "qkv_bias": True}  # fmt: skip
+    return (GPTModelFast if name == BOOK_FAST else GPTModel)(book)
 
 
-def make_step(model: torch.nn.Module, batch: torch.Tensor, bf16: bool):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def training_step(name: str, model: torch.nn.Module, batch: torch.Tensor, bf16: bool) -> Callable[[], None]:
+    """One step as `scratchgpt pretrain` takes it: forward, loss, backward, clip at 1.0, AdamW."""
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=name != FOREACH)
     model.train()
+
+    def loss() -> torch.Tensor:
+        if name.startswith("book"):
+            logits = model(batch)[:, :-1]
+            return F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        return model(input_ids=batch, labels=batch, use_cache=False).loss
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-        loss.backward()
+            value = loss()
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
 
 
-def main() -> None:
+def flops_per_token(model: torch.nn.Module, size: dict[str, Any], length: int) -> float:
+    """6 x (parameters less the token and position embeddings) + 12 x layers x width x length."""
+    n = sum(p.numel() for p in model.parameters()) - (size["vocab"] + size["context"]) * size["emb"]
+    return 6 * n + 12 * size["layers"] * size["emb"] * length
+
+
+def cases_of(size_name: str, quick: bool) -> list[tuple[str, bool]]:
+    """(model, bf16) cases of a size: everything at the small size, fewer at GPT-2 small."""
+    fp32 = [OURS, SDPA, EAGER, BOOK, BOOK_FAST, PLAIN, FOREACH]
+    if size_name == "small" and not quick:
+        fp32.append(COMPILED)
+    return [(name, False) for name in fp32] + [(OURS, True), (SDPA, True)]
+
+
+def throughput(size_name: str, size: dict[str, Any], shapes: list[tuple[int, int]], rounds: int, quick: bool):
+    """Median tokens/s per case and shape, interleaved; and the per-round times."""
+    cases = cases_of(size_name, quick)
+    models = {name: build(name, size) for name in dict.fromkeys(name for name, _ in cases)}
+    results: dict[str, dict[str, Any]] = {}
+    for b, t in shapes:
+        batch = torch.randint(0, size["vocab"], (b, t), generator=torch.Generator().manual_seed(t))
+        steps = {f"{n}{' bf16' if bf16 else ''}": training_step(n, models[n], batch, bf16) for n, bf16 in cases}
+        warmup = 1 if quick else 2  # torch.compile compiles in the first calls
+        times = interleaved(steps, rounds=rounds, warmup=warmup)
+        for case, ts in times.items():
+            model = models[case.removesuffix(" bf16")]
+            rates = [b * t / s for s in ts]
+            results[f"{case}, {b}x{t}"] = {
+                "tokens_per_s": spread(rates), "rates": rates, "flops_per_token": flops_per_token(model, size, t),
+            }  # fmt: skip
+    return results
+
+
+def peak_memory(case: str, size_name: str, quick: bool) -> float:
+    """Peak resident MB of a fresh process running two steps of `case` at the size's longest shape."""
+    code = (
+        "import sys; from benchmarks.bench_train_throughput import _memory_child; "
+        f"_memory_child({case!r}, {size_name!r}, {quick!r})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _memory_child(case: str, size_name: str, quick: bool) -> None:
+    size = {**SIZES[size_name], **(QUICK if quick else {})}
+    b, t = max(QUICK_SHAPES[size_name] if quick else size["shapes"], key=lambda s: s[0] * s[1])
+    name = case.removesuffix(" + checkpointing")
+    model = build(name, size)
+    if case.endswith("checkpointing"):
+        model.gradient_checkpointing_enable()
+    step = training_step(name, model, torch.randint(0, size["vocab"], (b, t)), bf16=False)
+    step()
+    step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _same(value: float) -> dict[str, float]:
+    return {"median": value, "min": value, "max": value}
+
+
+def headlines_of(size_name: str, shapes: list[tuple[int, int]], results: dict, memory: dict) -> list[dict[str, Any]]:
+    """The summary rows of one size: ours vs each peer and variant, bf16, MFU, memory."""
+    rows = []
+    targets = {SDPA: 1.25, BOOK: 1.4}
+    for b, t in shapes:
+        ours = results[f"{OURS}, {b}x{t}"]
+        tokens = ours["tokens_per_s"]["median"]
+        for peer in (SDPA, EAGER, BOOK, BOOK_FAST, PLAIN, FOREACH, COMPILED):
+            theirs = results.get(f"{peer}, {b}x{t}")
+            if theirs is None:
+                continue
+            variant = f" (vs {peer.removeprefix('scratchgpt ')})" if peer.startswith("scratchgpt") else ""
+            rows.append(headline(
+                "training", f"train step {size_name} {b}x{t} fp32, tokens/s{variant}", tokens, peer,
+                theirs["tokens_per_s"]["median"], ratio(ours["rates"], theirs["rates"]), "tok/s", targets.get(peer),
+            ))  # fmt: skip
+        bf16 = results[f"{OURS} bf16, {b}x{t}"]
+        rows.append(headline(
+            "training", f"train step {size_name} {b}x{t}, tokens/s: bf16 autocast vs fp32",
+            bf16["tokens_per_s"]["median"], "scratchgpt fp32", tokens, ratio(bf16["rates"], ours["rates"]), "tok/s",
+            1.8,
+        ))  # fmt: skip
+        if size_name == "small":
+            rows.append(headline(
+                "training", f"train step {size_name} {b}x{t} fp32, MFU (of the measured matmul peak)", ours["mfu"],
+                "matmul peak", 1.0, _same(ours["mfu"]), "", 0.8,
+            ))  # fmt: skip
+    checkpointed = memory[f"{OURS} + checkpointing"]
+    rows.append(headline(
+        "training", f"peak memory {size_name}, gradient checkpointing (MB)", checkpointed, "scratchgpt without",
+        memory[OURS], _same(memory[OURS] / checkpointed), "MB",
+    ))  # fmt: skip
+    for peer in (p for p in (SDPA, BOOK) if p in memory):
+        rows.append(headline(
+            "training", f"peak memory {size_name} (MB)", memory[OURS], peer, memory[peer],
+            _same(memory[peer] / memory[OURS]), "MB",
+        ))  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--emb", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--context", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=50257)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per model and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--tag", default="", help="results go to results/train_throughput[-TAG].json")
-    args = parser.parse_args()
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds at the small size (GPT-2 small: 3)")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
 
-    torch.manual_seed(0)
-    ours_cfg = ScratchGPTConfig(
-        vocab_size=args.vocab,
-        context_length=args.context,
-        emb_dim=args.emb,
-        n_heads=args.heads,
-        n_layers=args.layers,
-        drop_rate=0.1,
-        qkv_bias=True,
-        tie_word_embeddings=True,
-        fused_linear_cross_entropy=True,
-    )
-    plain_cfg = ScratchGPTConfig(**{**ours_cfg.to_dict(), "fused_linear_cross_entropy": False})
-    gpt2_cfg = GPT2Config(
-        vocab_size=args.vocab, n_positions=args.context, n_embd=args.emb, n_head=args.heads, n_layer=args.layers
-    )
-    ours = lambda cfg: ScratchGPTForCausalLM._from_config(cfg, attn_implementation="sdpa")
-    models = {
-        "scratchgpt fp32": (ours(ours_cfg), False),
-        "gpt2 fp32": (GPT2LMHeadModel._from_config(gpt2_cfg, attn_implementation="sdpa"), False),
-        "scratchgpt bf16": (ours(ours_cfg), True),
-        "scratchgpt fp32 plain loss": (ours(plain_cfg), False),
-    }
-    n_params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
-    assert n_params["scratchgpt fp32"] == n_params["gpt2 fp32"], n_params
-    batches = torch.randint(0, args.vocab, (args.rounds * args.steps + 2, args.batch, args.context))
-    steps = {name: make_step(m, batches[0], bf16) for name, (m, bf16) in models.items()}
-    for step in steps.values():  # warm-up
-        step()
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():  # interleaved
-            for _ in range(args.steps):
-                times[name].append(_timed(step))
-
-    tokens = args.batch * args.context
-    non_emb = n_params["scratchgpt fp32"] - args.vocab * args.emb - args.context * args.emb
-    flops_per_token = (
-        6 * (n_params["scratchgpt fp32"] - args.context * args.emb) + 12 * args.layers * args.emb * args.context
-    )
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    rows = {}
-    for name, ts in times.items():
-        median = statistics.median(ts)
-        rate = tokens / median
-        peak = peaks["bf16" if "bf16" in name else "fp32"]
-        rows[name] = {"median_step_s": median, "tokens_per_s": rate, "mfu": rate * flops_per_token / peak}
-    summary = {
-        "config": vars(args),
-        "parameters": n_params["scratchgpt fp32"],
-        "non_embedding_parameters": non_emb,
-        "flops_per_token": flops_per_token,
-        "matmul_peak_flops": peaks,
-        "results": rows,
-        "ratio_scratchgpt_vs_gpt2_fp32": rows["scratchgpt fp32"]["tokens_per_s"] / rows["gpt2 fp32"]["tokens_per_s"],
-        "ratio_bf16_vs_fp32_scratchgpt": rows["scratchgpt bf16"]["tokens_per_s"]
-        / rows["scratchgpt fp32"]["tokens_per_s"],
-        "ratio_plain_loss_vs_gpt2_fp32": rows["scratchgpt fp32 plain loss"]["tokens_per_s"]
-        / rows["gpt2 fp32"]["tokens_per_s"],
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    print(
-        f"{args.layers} layers, emb {args.emb}, {args.heads} heads, context {args.context}, vocab {args.vocab}, "
-        f"batch {args.batch}: {summary['parameters']:,} parameters; matmul peak fp32 {peaks['fp32'] / 1e9:.1f} "
-        f"GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s"
-    )
-    print(f"{'model':<28}{'step s':>9}{'tokens/s':>11}{'MFU':>8}")
-    for name, r in rows.items():
-        print(f"{name:<28}{r['median_step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}{r['mfu']:>8.1%}")
-    print(
-        f"scratchgpt / gpt2 (fp32): {summary['ratio_scratchgpt_vs_gpt2_fp32']:.2f}x "
-        f"(plain loss: {summary['ratio_plain_loss_vs_gpt2_fp32']:.2f}x); "
-        f"scratchgpt bf16 / fp32: {summary['ratio_bf16_vs_fp32_scratchgpt']:.2f}x"
-    )
-    out = HERE / "results" / f"train_throughput{'-' + args.tag if args.tag else ''}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    n = 512 if args.quick else 2048
+    peaks = {"fp32": matmul_peak(torch.float32, n), "bf16": matmul_peak(torch.bfloat16, n)}
+    summary: dict[str, Any] = {"matmul_peak_flops": peaks, "sizes": {}, "threads": torch.get_num_threads()}
+    headlines = []
+    for size_name in args.sizes:
+        size = {**SIZES[size_name], **(QUICK if args.quick else {})}
+        shapes = QUICK_SHAPES[size_name] if args.quick else size["shapes"]
+        rounds = 1 if args.quick else args.rounds if size_name == "small" else 3
+        results = throughput(size_name, size, shapes, rounds, args.quick)
+        for key, r in results.items():
+            r["mfu"] = r["tokens_per_s"]["median"] * r["flops_per_token"] / peaks["bf16" if " bf16" in key else "fp32"]
+        memory_cases = MEMORY_CASES[:2] if args.quick else MEMORY_CASES  # a fresh process each
+        memory = {case: peak_memory(case, size_name, args.quick) for case in memory_cases}
+        summary["sizes"][size_name] = {
+            "size": size, "shapes": shapes, "rounds": rounds, "results": results, "peak_memory_mb": memory,
+        }  # fmt: skip
+        headlines += headlines_of(size_name, shapes, results, memory)
+        gflops = {k: round(v / 1e9) for k, v in peaks.items()}
+        print(f"\n{size_name}: {size}; matmul peak GFLOP/s {gflops}")
+        print(f"{'case':<44}{'tokens/s':>10}{'range':>18}{'MFU':>8}")
+        for key, r in results.items():
+            s = r["tokens_per_s"]
+            span = f"{s['min']:,.0f}-{s['max']:,.0f}"
+            print(f"{key:<44}{s['median']:>10,.0f}{span:>18}{r['mfu']:>8.1%}")
+        print("peak MB (two steps of the longest shape):", ", ".join(f"{k} {v:,.0f}" for k, v in memory.items()))
+    path = save("train_throughput", args.out, summary, headlines)
+    for h in headlines:
+        print(f"{h['measure']}: vs {h['peer']} {h['ratio']:.2f}x [{h['ratio_min']:.2f}-{h['ratio_max']:.2f}]")
+    print(path)
 
 
 if __name__ == "__main__":

@@ -255,3 +255,24 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(impl):
     for name, grad in grads.items():
         torch.testing.assert_close(grad, plain_grads[name], rtol=0, atol=1e-6, msg=name)
     assert set(model.state_dict()) == set(ScratchGPTForCausalLM(tiny_config()).state_dict())  # the book's names
+
+
+def test_torch_compile_gives_the_same_logits_loss_and_gradients():
+    """`torch.compile` (inductor) on the model with the loss `pretrain` trains with: eager's logits, loss, gradients."""
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config(fused_linear_cross_entropy=True)).eval()
+    compiled = torch.compile(model, dynamic=False)
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+
+    def run(m):
+        model.zero_grad()
+        out = m(input_ids=ids, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    logits, loss, grads = run(model)
+    c_logits, c_loss, c_grads = run(compiled)
+    torch.testing.assert_close(c_logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c_loss, loss, rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(c_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

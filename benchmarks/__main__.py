@@ -1,0 +1,128 @@
+"""Run every benchmark, side by side with its peers, and write one JSON and one Markdown table.
+
+Each benchmark runs in its own process (`python -m benchmarks.<name>`, so memory peaks and thread
+pools are its own) and writes `OUT/<name>.json`; this gathers their headline rows, with the date, the
+machine and the library versions, into `OUT/benchmarks.json` and `OUT/BENCHMARKS.md`. `--readme`
+also puts the table into README.md between its benchmark markers.
+
+Usage: python -m benchmarks [--quick] [--only NAME ...] [--out DIR] [--readme]
+       (`--quick`: tiny sizes and one round, a smoke test of every benchmark; results go to
+       benchmarks/results/quick/ unless --out says otherwise)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import HERE, RESULTS, machine
+
+ROOT = HERE.parent
+README = ROOT / "README.md"
+BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+
+# name -> (module, arguments of the full run); every module also takes --quick and --out
+BENCHMARKS: dict[str, tuple[str, list[str]]] = {
+    "pretrain_quality": ("benchmarks.bench_pretrain_quality", []),
+    "train_throughput": ("benchmarks.bench_train_throughput", []),
+    "generation": ("benchmarks.bench_generation", []),
+    "tokenizer": ("benchmarks.bench_tokenizer", []),
+    "data_pipeline": ("benchmarks.bench_data_pipeline", []),
+    "lora_step": ("benchmarks.bench_lora_step", []),
+    "convert_memory": ("benchmarks.bench_convert_memory", ["--size", "gpt2-medium"]),
+}
+
+
+def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:
+    """Run one benchmark in a fresh process; its JSON, or a record of how it failed."""
+    module, args = BENCHMARKS[name]
+    command = [sys.executable, "-m", module, *args, "--out", str(out), *(["--quick"] if quick else [])]
+    print(f"== {name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seconds = time.perf_counter() - start
+    path = out / f"{name}.json"
+    if result.returncode != 0 or not path.is_file():
+        return {"benchmark": name, "failed": f"exit status {result.returncode}", "seconds": seconds, "headlines": []}
+    data = json.loads(path.read_text())
+    data["seconds"] = seconds
+    return data
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "MB":
+        return f"{value:,.0f} MB"
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def markdown(results: list[dict[str, Any]], info: dict[str, Any], quick: bool) -> str:
+    """The summary table: one row per headline (ours, the peer, the ratio with its range, the target)."""
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+    lines = [
+        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), "
+        f"Python {info['python']}, {versions}{' — quick mode: smoke-test sizes, not figures' if quick else ''}. "
+        "Ratio: how many times better ours is (median of interleaved rounds, range in brackets).",
+        "",
+        "| benchmark | measure | ours | peer | peer's | ratio [range] | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in results:
+        if data.get("failed"):
+            lines.append(f"| {data['benchmark']} | failed: {data['failed']} | | | | | |")
+            continue
+        for row in data["headlines"]:
+            target = "" if row.get("target") is None else f"≥ {row['target']:g}x {'met' if row['met'] else 'not met'}"
+            lines.append(
+                f"| {row['benchmark']} | {row['measure']} | {_number(row['ours'], row['unit'])} | {row['peer']} | "
+                f"{_number(row['peer_value'], row['unit'])} | {row['ratio']:.2f}x "
+                f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}] | {target} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def embed_in_readme(table: str, readme: Path = README) -> None:
+    """Replace the text between the README's benchmark markers with `table`.
+
+    Raises:
+        ValueError: The README lacks the markers.
+    """
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no {BEGIN} ... {END} markers to put the table between")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{BEGIN}\n{table}{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
+    parser.add_argument("--out", type=Path, help="results folder (default: results/, or results/quick/)")
+    parser.add_argument("--readme", action="store_true", help="put the table into README.md")
+    args = parser.parse_args(argv)
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    names = args.only or list(BENCHMARKS)
+    start = time.perf_counter()
+    results = [run_one(name, args.quick, out) for name in names]
+    info = machine()
+    table = markdown(results, info, args.quick)
+    summary = {"machine": info, "quick": args.quick, "seconds": time.perf_counter() - start, "results": results}
+    (out / "benchmarks.json").write_text(json.dumps(summary, indent=2))
+    (out / "BENCHMARKS.md").write_text(table)
+    print(table)
+    print(f"{len(names)} benchmarks in {summary['seconds']:.0f} s; results in {out}")
+    if args.readme:
+        embed_in_readme(table)
+    return 1 if any(r.get("failed") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
