@@ -29,7 +29,7 @@ from .instruction import (
     tokenize_instructions,
 )
 from .lm import LMDatasets, content_hash, mix_datasets, mixing_probabilities, prepare_lm_datasets
-from .sources import builtin_corpus_file, load_documents
+from .sources import builtin_corpus_file, builtin_docstrings_file, load_documents
 from .windows import window_starts
 
 __all__ = [
@@ -57,5 +57,6 @@ __all__ = [
     "tokenize_documents",
     "window_starts",
     "builtin_corpus_file",
+    "builtin_docstrings_file",
     "load_documents",
 ]

@@ -1,18 +1,23 @@
-"""Where text comes from: local files, folders and globs, Hub datasets, and a built-in offline corpus.
+"""Where text comes from: local files, folders and globs, Hub datasets, and built-in offline corpora.
 
 Every source becomes a `datasets` dataset with one document per row in a `text` column:
 a `.txt` file is one document (the book reads the-verdict whole), a `.jsonl`/`.json` record, a
-`.csv`/`.tsv` row or a `.parquet` row is one document (its text field).
+`.csv`/`.tsv` row or a `.parquet` row is one document (its text field). Two corpora ship with Python
+itself, so the main job needs no download: `builtin` (the pydoc topic pages) and `builtin-docstrings`
+(the docstrings of the standard library's modules, classes and functions).
 """
 
 from __future__ import annotations
 
+import ast
 import codecs
 import glob
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import sysconfig
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -27,21 +32,66 @@ SUFFIXES = {**TEXT_SUFFIXES, **TABLE_SUFFIXES}
 CHUNK_BYTES = 1 << 20  # read size of the streaming text reader
 
 
+BUILTIN_DOCSTRINGS = "builtin-docstrings"
+DOCSTRING_MIN_CHARS = 200  # shorter ones are mostly one-liners or signatures
+# test code, third-party packages, and the GUI and tool packages (IDLE, tkinter, 2to3) rather than library docs
+_NOT_DOCUMENTATION = {"test", "tests", "idle_test", "site-packages", "idlelib", "tkinter", "lib2to3"}
+
+
+def _built_once(name: str, records: Callable[[], Iterable[dict]]) -> Path:
+    """`HF_HOME/hf_scratchgpt/NAME-pyX.Y.jsonl`, written once (atomically) from `records()`."""
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    path = home / "hf_scratchgpt" / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}.jsonl"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records():
+                f.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    return path
+
+
 def builtin_corpus_file() -> Path:
     """The built-in corpus: CPython's pydoc topic pages (about 0.45 MB of English), written once as JSONL.
 
     It ships with Python itself (`pydoc_data.topics`), so the main job runs with no download.
     """
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    path = home / "hf_scratchgpt" / f"pydoc-topics-py{sys.version_info.major}.{sys.version_info.minor}.jsonl"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as f:
-            for name in sorted(topics):
-                f.write(json.dumps({"text": topics[name].strip(), "topic": name}) + "\n")
-        os.replace(tmp, path)
-    return path
+    return _built_once("pydoc-topics", lambda: ({"text": topics[k].strip(), "topic": k} for k in sorted(topics)))
+
+
+def stdlib_docstrings() -> Iterator[dict]:
+    """The docstrings of the standard library (modules, classes, functions): tests, IDLE, tkinter and 2to3 left out.
+
+    Files in sorted order, nodes in `ast.walk` order; each distinct docstring of at least
+    `DOCSTRING_MIN_CHARS` characters once, as `{"text", "source"}` (`source`: the file, relative).
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    seen: set[str] = set()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if _NOT_DOCUMENTATION & set(relative.parts) or relative.parts[0].startswith("test"):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # invalid escapes and the like in old modules
+                tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):  # e.g. lib2to3's deliberately broken data files
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= DOCSTRING_MIN_CHARS and doc not in seen:
+                    seen.add(doc)
+                    yield {"text": doc, "source": relative.as_posix()}
+
+
+def builtin_docstrings_file() -> Path:
+    """The standard library's docstrings (`stdlib_docstrings`, about 1.1 MB), written once as JSONL."""
+    return _built_once("stdlib-docstrings", stdlib_docstrings)
+
+
+BUILTINS: dict[str, Callable[[], Path]] = {BUILTIN: builtin_corpus_file, BUILTIN_DOCSTRINGS: builtin_docstrings_file}
 
 
 def resolve_files(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -55,8 +105,8 @@ def resolve_files(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> l
     files: list[Path] = []
     for item in items:
         text = os.fspath(item)
-        if text == BUILTIN:
-            files.append(builtin_corpus_file())
+        if text in BUILTINS:
+            files.append(BUILTINS[text]())
             continue
         path = Path(text)
         if path.is_dir():
@@ -137,8 +187,8 @@ def load_documents(
     """Load a corpus as documents, one per row, in a `text` column.
 
     Args:
-        sources: Files, folders, glob patterns, `"builtin"` (the offline corpus), or one Hub dataset
-            id (used when it is not a local path; needs the Hub to be reachable).
+        sources: Files, folders, glob patterns, `"builtin"` / `"builtin-docstrings"` (the offline corpora), or
+            one Hub dataset id (used when it is not a local path; needs the Hub to be reachable).
         text_field: Field/column holding the text in JSON, CSV and Parquet files (and Hub datasets).
         errors: `"strict"` rejects undecodable bytes (naming file and byte offset); `"replace"`
             substitutes U+FFFD.
@@ -153,7 +203,7 @@ def load_documents(
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not items:
         raise ValueError("no data sources given")
-    if len(items) == 1 and items[0] != BUILTIN and is_hub_id(items[0]):
+    if len(items) == 1 and items[0] not in BUILTINS and is_hub_id(items[0]):
         try:
             ds = load_dataset(os.fspath(items[0]), hub_config, split=hub_split, streaming=streaming)
         except OSError as err:  # offline, or no such dataset

@@ -15,16 +15,20 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from datasets import concatenate_datasets
 from torch import nn
 
 from ..cards import data_name, result
-from ..data.lm import prepare_lm_datasets
-from ..data.sources import BUILTIN, load_documents
+from ..data.lm import content_hash, prepare_lm_datasets
+from ..data.sources import BUILTIN, BUILTIN_DOCSTRINGS, load_documents
 from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
 from ..tokenization import load_tokenizer, token_byte_lengths, train_bpe_tokenizer
 from .config import TrainConfig
 from .run import run_training
 from .task import Task, TaskSetup
+
+TRAIN_ONLY = "train:"  # the prefix of a data source that only trains
+DEFAULT_VOCAB = 8192  # the BPE trained when no tokenizer is given
 
 
 @dataclass
@@ -32,29 +36,38 @@ class PretrainConfig(TrainConfig):
     """Everything a pretraining run depends on: the shared run's options plus data, tokenizer and model.
 
     Attributes:
-        data: Corpus: files, folders, globs, `builtin` (Python's own docs, no download) or a Hub dataset id.
+        data: Corpus: files, folders, globs, `builtin` (Python's pydoc topics), `builtin-docstrings` (the
+            standard library's docstrings) or a Hub dataset id. A source written `train:SOURCE` only trains:
+            none of it validates (the split applies to the others).
         text_field: Field holding the text in JSON/CSV/Parquet files and Hub datasets.
         val_fraction: Share of the corpus held out for validation.
         split_by: characters (the book: the last characters validate) or documents.
         stride: Step between window starts (null: the context length, no overlap).
         tokenizer: Tokenizer folder, GPT-2's encoder.json + vocab.bpe folder, or Hub id (null: train a BPE).
-        vocab_size: Size of the BPE trained when no tokenizer is given (null: 4096).
+        vocab_size: Size of the BPE trained when no tokenizer is given (null: 8192).
         preset: Model size: tiny, gpt2-small, gpt2-medium, gpt2-large, gpt2-xl.
         context_length: Override the preset's context length (the window length).
         emb_dim: Override the preset's width (embedding size).
         n_layers: Override the preset's number of transformer blocks.
         n_heads: Override the preset's number of attention heads (must divide emb_dim).
-        drop_rate: Override the preset's dropout.
+        drop_rate: Override the preset's dropout (null: the preset's; default 0: the main job reads its
+            text a few times only, and dropout slowed it down).
         qkv_bias: Override the preset's query/key/value bias.
         tie_word_embeddings: Share the output head with the token embedding.
         init_scheme: gpt2 (normal 0.02) or book (PyTorch defaults).
         attn_implementation: sdpa (fast path) or eager (every line of the book).
-        sample_prompt: Prompt of the greedy sample printed at every evaluation.
+        sample_prompt: Prompt of the sample printed at every evaluation.
         sample_tokens: Tokens of that sample.
+        sample_temperature: Temperature of that sample (0: greedy); drawn from its own generator seeded
+            with `seed`, so it never moves the training's random numbers.
+        sample_top_k: Draw the sample from the k most likely tokens only (null: all).
+        lr: Peak learning rate of AdamW.
+        eval_batches: Batches per evaluation (null: the whole split); 20 x 16 windows hold the built-in
+            corpus's whole validation text and a sample of its training text.
     """
 
     # data
-    data: list[str] = field(default_factory=lambda: [BUILTIN])
+    data: list[str] = field(default_factory=lambda: [BUILTIN, TRAIN_ONLY + BUILTIN_DOCSTRINGS])
     text_field: str = "text"
     val_fraction: float = 0.1
     split_by: str = "characters"
@@ -68,7 +81,7 @@ class PretrainConfig(TrainConfig):
     emb_dim: int | None = None
     n_layers: int | None = None
     n_heads: int | None = None
-    drop_rate: float | None = None
+    drop_rate: float | None = 0.0
     qkv_bias: bool | None = None
     tie_word_embeddings: bool = False
     init_scheme: str = "gpt2"
@@ -76,20 +89,41 @@ class PretrainConfig(TrainConfig):
     # samples
     sample_prompt: str = "The"
     sample_tokens: int = 30
+    sample_temperature: float = 0.7
+    sample_top_k: int | None = 40
+    # the main job's training, chosen by measurement (benchmarks/bench_pretrain_quality.py)
+    max_steps: int | None = 700
+    lr: float = 2e-3
+    eval_batches: int | None = 20
 
-    SAFE_ON_RESUME: ClassVar[frozenset[str]] = TrainConfig.SAFE_ON_RESUME | {"sample_prompt", "sample_tokens"}
+    SAFE_ON_RESUME: ClassVar[frozenset[str]] = TrainConfig.SAFE_ON_RESUME | {
+        "sample_prompt", "sample_tokens", "sample_temperature", "sample_top_k",
+    }  # fmt: skip
     VERB: ClassVar[str] = "pretrain"
 
     def validate(self) -> None:
         super().validate()
-        for name in ("context_length", "emb_dim", "n_layers", "n_heads", "stride", "vocab_size", "sample_tokens"):
+        for name in ("context_length", "emb_dim", "n_layers", "n_heads", "stride", "vocab_size", "sample_tokens",
+                     "sample_top_k"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
-        if not self.data:
-            raise ValueError("data: give at least one corpus source")
+        if not self.split_sources:
+            raise ValueError(f"data: give at least one corpus source that is split (not only {TRAIN_ONLY} ones)")
+        if self.sample_temperature < 0:
+            raise ValueError(f"sample_temperature must be >= 0 (0: greedy), got {self.sample_temperature!r}")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(f"attn_implementation must be sdpa or eager, got {self.attn_implementation!r}")
+
+    @property
+    def split_sources(self) -> list[str]:
+        """The sources split into training and validation text."""
+        return [d for d in self.data if not d.startswith(TRAIN_ONLY)]
+
+    @property
+    def train_only_sources(self) -> list[str]:
+        """The sources given as `train:SOURCE`, without the prefix: all of their text trains."""
+        return [d.removeprefix(TRAIN_ONLY) for d in self.data if d.startswith(TRAIN_ONLY)]
 
     def default_name(self) -> str:
         """`<preset>-<first corpus>`: tiny-builtin, tiny-the-verdict, ..."""
@@ -163,23 +197,23 @@ class CausalLMTask(NextTokenObjective, Task):
         self.tokenizer = tok = self._tokenizer(acc, staging, resume_from)
         self.byte_lengths = token_byte_lengths(tok)  # every evaluation reports bits per byte
         config = self._model_config(tok)
+        windows = {"max_length": config.context_length, "stride": cfg.stride, "seed": cfg.seed,
+                   "text_field": cfg.text_field, "shifted_labels": cfg.book_mode}  # fmt: skip
         with acc.main_process_first():
             data = prepare_lm_datasets(
-                cfg.data,
-                tok,
-                max_length=config.context_length,
-                stride=cfg.stride,
-                val_fraction=cfg.val_fraction,
-                split_by=cfg.split_by,
-                seed=cfg.seed,
-                text_field=cfg.text_field,
-                shifted_labels=cfg.book_mode,
+                cfg.split_sources, tok, val_fraction=cfg.val_fraction, split_by=cfg.split_by, **windows
             )
-        self.provenance = data.provenance
+            train, self.provenance = data.train, data.provenance
+            if cfg.train_only_sources:
+                extra = prepare_lm_datasets(cfg.train_only_sources, tok, val_fraction=0.0, **windows)
+                train = concatenate_datasets([data.train, extra.train])
+                tokens = data.provenance["train_tokens"] + extra.provenance["train_tokens"]
+                self.provenance = {**data.provenance, "train_windows": len(train), "train_tokens": tokens,
+                                   "train_sha256": content_hash(train), "train_only": extra.provenance}  # fmt: skip
         set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
         model = ScratchGPTForCausalLM(config)
         evaluation = {"val": data.validation} if data.validation is not None else {}
-        return TaskSetup(model, tok, data.train, evaluation, provenance=data.provenance)
+        return TaskSetup(model, tok, train, evaluation, provenance=self.provenance)
 
     def _tokenizer(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> Any:
         cfg = self.config
@@ -195,8 +229,11 @@ class CausalLMTask(NextTokenObjective, Task):
             return tok
         with acc.main_process_first():  # the main process trains it; the others read what it saved
             if acc.is_main_process:
-                docs = load_documents(cfg.data, text_field=cfg.text_field)
-                tok = train_bpe_tokenizer((row["text"] for row in docs), vocab_size=cfg.vocab_size or 4096)
+                corpora = [load_documents(cfg.split_sources, text_field=cfg.text_field)]
+                if cfg.train_only_sources:
+                    corpora.append(load_documents(cfg.train_only_sources, text_field=cfg.text_field))
+                texts = (row["text"] for docs in corpora for row in docs)
+                tok = train_bpe_tokenizer(texts, vocab_size=cfg.vocab_size or DEFAULT_VOCAB)
                 tok.save_pretrained(staging / "tokenizer")
             else:
                 tok = load_tokenizer(staging / "tokenizer")
@@ -221,19 +258,26 @@ class CausalLMTask(NextTokenObjective, Task):
         return config
 
     def sample(self, model: nn.Module) -> str:
-        """The greedy continuation of `sample_prompt`."""
+        """The continuation of `sample_prompt`: greedy, or drawn with `sample_temperature` and `sample_top_k`
+        from the RNG state `seed` gives (the training's random numbers are left as they were)."""
         cfg, tok = self.config, self.tokenizer
         ids = tok(cfg.sample_prompt, return_tensors="pt").input_ids.to(model.device)
         room = model.config.context_length - ids.shape[1]
+        options = {"do_sample": False}  # greedy
+        if cfg.sample_temperature > 0:
+            top_k = cfg.sample_top_k or 0  # 0: every token
+            options = {"do_sample": True, "temperature": cfg.sample_temperature, "top_k": top_k}
         was_training = model.training
         model.eval()
-        with torch.no_grad():
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed)
             new = model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max(1, min(cfg.sample_tokens, room)),
-                do_sample=False,
                 pad_token_id=model.config.pad_token_id,
+                **options,
             )
         model.train(was_training)
         return tok.decode(new[0, ids.shape[1] :], skip_special_tokens=True)
@@ -252,7 +296,7 @@ class CausalLMTask(NextTokenObjective, Task):
         }
 
     def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
-        names = [data_name(d) for d in self.config.data]
+        names = [data_name(d.removeprefix(TRAIN_ONLY)) for d in self.config.data]
         keys = ("loss", "perplexity", "bits_per_byte")
         found = [(k, metrics[f"val_{k}"]) for k in keys if f"val_{k}" in metrics]
         return {

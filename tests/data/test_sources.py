@@ -1,12 +1,21 @@
 """Corpus sources: file kinds, folders, globs, the built-in corpus, and every bad-input error."""
 
+import itertools
 import json
 
 import pytest
 from datasets import Dataset
 
 from hf_scratchgpt.data import sources
-from hf_scratchgpt.data.sources import builtin_corpus_file, check_text_file, load_documents, resolve_files
+from hf_scratchgpt.data.sources import (
+    DOCSTRING_MIN_CHARS,
+    builtin_corpus_file,
+    builtin_docstrings_file,
+    check_text_file,
+    load_documents,
+    resolve_files,
+    stdlib_docstrings,
+)
 
 
 def _write(path, text):
@@ -45,6 +54,20 @@ def test_builtin_corpus_ships_with_python():
     docs = load_documents("builtin")
     assert path.is_file() and len(docs) > 50
     assert sum(len(t) for t in docs["text"]) > 300_000
+
+
+def test_builtin_docstrings_are_the_standard_librarys_without_its_tests():
+    path = builtin_docstrings_file()
+    assert path == builtin_docstrings_file()  # written once
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(records) > 1000 and sum(len(r["text"]) for r in records) > 1_000_000
+    assert all(len(r["text"]) >= DOCSTRING_MIN_CHARS for r in records)
+    assert len({r["text"] for r in records}) == len(records)  # each docstring once
+    assert not any(r["source"].startswith("test") or "/tests/" in r["source"] for r in records)
+    assert any(r["source"] == "json/__init__.py" for r in records)
+    assert records[:50] == list(itertools.islice(stdlib_docstrings(), 50))  # the order is fixed
+    docs = load_documents(["builtin-docstrings"])
+    assert docs["text"][:3] == [r["text"] for r in records[:3]]
 
 
 def test_missing_unsupported_and_mixed_sources(tmp_path):

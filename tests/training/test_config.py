@@ -18,7 +18,9 @@ ACCELERATE = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
 
 def test_defaults_are_valid_and_name_the_output():
     cfg = resolve_config(PretrainConfig, [])
-    assert cfg.data == ["builtin"] and cfg.preset == "tiny" and cfg.out_dir == Path("runs/tiny-builtin")
+    assert cfg.data == ["builtin", "train:builtin-docstrings"] and cfg.preset == "tiny"
+    assert cfg.split_sources == ["builtin"] and cfg.train_only_sources == ["builtin-docstrings"]
+    assert cfg.out_dir == Path("runs/tiny-builtin")
 
 
 def test_overrides_are_typed():

@@ -14,8 +14,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 from hf_scratchgpt.options import resolve_config
-from hf_scratchgpt.training.pretrain import PretrainConfig, pretrain
+from hf_scratchgpt.tokenization import train_bpe_tokenizer
+from hf_scratchgpt.training.pretrain import CausalLMTask, PretrainConfig, pretrain
 from hf_scratchgpt.training.tracking import read_metrics
 
 from ..card_checks import check_card
@@ -39,6 +41,12 @@ TINY = [
     "0",
     "--sample-tokens",
     "5",
+    "--lr",  # the pinned numbers below are of the defaults before the main job's were measured
+    "1e-3",
+    "--drop-rate",
+    "0.1",
+    "--eval-batches",
+    "null",
 ]
 
 
@@ -304,3 +312,49 @@ def test_gradient_checkpointing_option_trains_the_same_weights(tmp_path):
     assert weights["true"].keys() == weights["false"].keys()
     for name, tensor in weights["true"].items():
         torch.testing.assert_close(tensor, weights["false"][name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_train_only_sources_add_training_windows_and_leave_validation_alone(tmp_path):
+    """`train:SOURCE` text only trains: the validation windows are those of the split sources alone."""
+    extra = tmp_path / "extra.txt"
+    extra.write_text(" ".join(f"word{i % 97} follows" for i in range(3000)))
+    runs = {}
+    for name, data in (("plain", [VERDICT]), ("more", [VERDICT, f"train:{extra}"])):
+        cfg = resolve_config(
+            PretrainConfig,
+            [*TINY, "--data", *data, "--tokenizer", str(SHARED_DATA / "gpt2"), "--vocab-size", "50257",
+             "--max-steps", "1", "--eval-every", "1", "--out", str(tmp_path / name)],
+        )  # fmt: skip
+        assert cfg.split_sources == [VERDICT] and cfg.train_only_sources == [str(extra)] * (name == "more")
+        pretrain(cfg)
+        runs[name] = json.loads((tmp_path / name / "data_provenance.json").read_text())
+    plain, more = runs["plain"], runs["more"]
+    assert more["validation_sha256"] == plain["validation_sha256"]
+    assert more["validation_windows"] == plain["validation_windows"]
+    assert (
+        more["train_windows"] == plain["train_windows"] + more["train_only"]["train_windows"] > plain["train_windows"]
+    )
+    assert more["train_only"]["sources"] == [str(extra)] and more["train_sha256"] != plain["train_sha256"]
+
+
+def test_train_only_sources_alone_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least one corpus source that is split"):
+        _cfg(tmp_path, "--data", f"train:{VERDICT}").validate()
+
+
+def test_drawn_sample_is_repeatable_and_leaves_the_training_rng_alone(tmp_path):
+    cfg = _cfg(tmp_path, "--sample-temperature", "1.0", "--sample-top-k", "20", "--sample-tokens", "12")
+    task = CausalLMTask(cfg)
+    task.tokenizer = train_bpe_tokenizer([VERDICT], vocab_size=300)
+    model = ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=len(task.tokenizer), context_length=32, emb_dim=32,
+                                                   n_heads=2, n_layers=1))  # fmt: skip
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    first = task.sample(model)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training's dropout draws are not moved
+    assert task.sample(model) == first
+    greedy = CausalLMTask(_cfg(tmp_path, "--sample-tokens", "12", "--sample-temperature", "0"))
+    greedy.tokenizer = task.tokenizer
+    assert greedy.sample(model) != first  # a random untrained model: drawing differs from greedy
+    with pytest.raises(ValueError, match="sample_temperature must be >= 0"):
+        _cfg(tmp_path, "--sample-temperature", "-1").validate()
