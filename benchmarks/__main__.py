@@ -2,10 +2,11 @@
 
 Each benchmark runs in its own process (`python -m benchmarks.<name>`, so memory peaks and thread
 pools are its own) and writes `OUT/<name>.json`; this gathers their headline rows, with the date, the
-machine and the library versions, into `OUT/benchmarks.json` and `OUT/BENCHMARKS.md`. `--readme`
-also puts the table into README.md between its benchmark markers.
+machine and the library versions, into `OUT/benchmarks.json` and `OUT/BENCHMARKS.md` (a benchmark
+left out with `--only` keeps its last result in OUT, with its date). `--readme` also puts the table
+into README.md between its benchmark markers.
 
-Usage: python -m benchmarks [--quick] [--only NAME ...] [--out DIR] [--readme]
+Usage: python -m benchmarks [--quick] [--all | --only NAME ...] [--out DIR] [--readme]
        (`--quick`: tiny sizes and one round, a smoke test of every benchmark; results go to
        benchmarks/results/quick/ unless --out says otherwise)
 """
@@ -29,14 +30,15 @@ BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 # name -> (module, arguments of the full run); every module also takes --quick and --out
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
-    "pretrain_quality": ("benchmarks.bench_pretrain_quality", []),
+    "pretrain_quality": ("benchmarks.bench_pretrain_quality", []),  # 8 minutes: run with --all or --only
     "train_throughput": ("benchmarks.bench_train_throughput", []),
     "generation": ("benchmarks.bench_generation", []),
     "tokenizer": ("benchmarks.bench_tokenizer", []),
-    "data_pipeline": ("benchmarks.bench_data_pipeline", []),
+    "data_pipeline": ("benchmarks.bench_data_pipeline", ["--mb", "10"]),
     "lora_step": ("benchmarks.bench_lora_step", []),
     "convert_memory": ("benchmarks.bench_convert_memory", ["--size", "gpt2-medium"]),
 }
+EXTRA = ("pretrain_quality",)  # left out of a plain full run (two 3.5-minute pretraining runs)
 
 
 def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:
@@ -49,23 +51,24 @@ def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     path = out / f"{name}.json"
     if result.returncode != 0 or not path.is_file():
-        return {"benchmark": name, "failed": f"exit status {result.returncode}", "seconds": seconds, "headlines": []}
+        return {"benchmark": name, "error": f"exit status {result.returncode}", "seconds": seconds, "headlines": []}
     data = json.loads(path.read_text())
     data["seconds"] = seconds
     return data
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "MB":
-        return f"{value:,.0f} MB"
-    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    if unit == "%":
+        return f"{value:.0%}"
+    return f"{value:,.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
 
 
 def markdown(results: list[dict[str, Any]], info: dict[str, Any], quick: bool) -> str:
     """The summary table: one row per headline (ours, the peer, the ratio with its range, the target)."""
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+    dates = sorted({d["machine"]["date"][:10] for d in results if "machine" in d} | {info["date"][:10]})
     lines = [
-        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), "
+        f"Measured {', '.join(dates)} on {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), "
         f"Python {info['python']}, {versions}{' — quick mode: smoke-test sizes, not figures' if quick else ''}. "
         "Ratio: how many times better ours is (median of interleaved rounds, range in brackets).",
         "",
@@ -73,16 +76,19 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any], quick: bool) -
         "|---|---|---|---|---|---|---|",
     ]
     for data in results:
-        if data.get("failed"):
-            lines.append(f"| {data['benchmark']} | failed: {data['failed']} | | | | | |")
+        if data.get("error"):
+            lines.append(f"| {data['benchmark']} | did not run: {data['error']} | | | | | |")
             continue
         for row in data["headlines"]:
-            target = "" if row.get("target") is None else f"≥ {row['target']:g}x {'met' if row['met'] else 'not met'}"
+            target = "" if row.get("target") is None else f"≥ {row['target']:.3g}x {'met' if row['met'] else 'not met'}"
             lines.append(
                 f"| {row['benchmark']} | {row['measure']} | {_number(row['ours'], row['unit'])} | {row['peer']} | "
                 f"{_number(row['peer_value'], row['unit'])} | {row['ratio']:.2f}x "
                 f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}] | {target} |"
             )
+    notes = [f"- {d['benchmark']}, {case}: {why}" for d in results for case, why in (d.get("failed") or {}).items()]
+    if notes:
+        lines += ["", "Cases that failed (recorded, not hidden):", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -104,24 +110,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
+    parser.add_argument("--all", action="store_true", help=f"also {', '.join(EXTRA)} (a quick run always has it)")
     parser.add_argument("--out", type=Path, help="results folder (default: results/, or results/quick/)")
     parser.add_argument("--readme", action="store_true", help="put the table into README.md")
     args = parser.parse_args(argv)
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only or list(BENCHMARKS)
+    names = args.only or [n for n in BENCHMARKS if args.all or args.quick or n not in EXTRA]
     start = time.perf_counter()
-    results = [run_one(name, args.quick, out) for name in names]
+    ran = {name: run_one(name, args.quick, out) for name in names}
+    # the table holds every benchmark: those not run this time from their last result in OUT (its own date)
+    earlier = {
+        n: json.loads((out / f"{n}.json").read_text())
+        for n in BENCHMARKS
+        if n not in ran and (out / f"{n}.json").is_file()
+    }
+    results = [ran.get(n) or earlier[n] for n in BENCHMARKS if n in ran or n in earlier]
     info = machine()
     table = markdown(results, info, args.quick)
-    summary = {"machine": info, "quick": args.quick, "seconds": time.perf_counter() - start, "results": results}
+    summary = {"machine": info, "quick": args.quick, "ran": names, "seconds": time.perf_counter() - start,
+               "results": results}  # fmt: skip
     (out / "benchmarks.json").write_text(json.dumps(summary, indent=2))
     (out / "BENCHMARKS.md").write_text(table)
     print(table)
     print(f"{len(names)} benchmarks in {summary['seconds']:.0f} s; results in {out}")
     if args.readme:
         embed_in_readme(table)
-    return 1 if any(r.get("failed") for r in results) else 0
+    return 1 if any(r.get("error") for r in results) else 0
 
 
 if __name__ == "__main__":
