@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import HERE, RESULTS, machine
+from benchmarks.common import HERE, RESULTS, machine, write_text
 
 ROOT = HERE.parent
 README = ROOT / "README.md"
@@ -103,7 +103,7 @@ def embed_in_readme(table: str, readme: Path = README) -> None:
         raise ValueError(f"{readme} has no {BEGIN} ... {END} markers to put the table between")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    readme.write_text(f"{head}{BEGIN}\n{table}{END}{tail}", encoding="utf-8")
+    write_text(readme, f"{head}{BEGIN}\n{table}{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results, info, args.quick)
     summary = {"machine": info, "quick": args.quick, "ran": names, "seconds": time.perf_counter() - start,
                "results": results}  # fmt: skip
-    (out / "benchmarks.json").write_text(json.dumps(summary, indent=2))
-    (out / "BENCHMARKS.md").write_text(table)
+    write_text(out / "benchmarks.json", json.dumps(summary, indent=2))
+    write_text(out / "BENCHMARKS.md", table)
     print(table)
     print(f"{len(names)} benchmarks in {summary['seconds']:.0f} s; results in {out}")
     if args.readme:

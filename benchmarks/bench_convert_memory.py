@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import SHARED_DATA, add_common_args, headline, save
+from benchmarks.common import SHARED_DATA, add_common_args, headline, save, spread
 
 HERE = Path(__file__).resolve().parent
 SIZES = {  # name: (n_embd, n_layer, n_head)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         row = headline(
             "conversion", f"convert-gpt2 {args.size} ({size_mb:,.0f} MB of weights): peak memory (MB)",
             rows["hf_scratchgpt"]["peak_rss_mb"], "load, convert, save", rows["naive"]["peak_rss_mb"],
-            {"median": times, "min": times, "max": times}, "MB",
+            spread([times]), "MB",
         )  # fmt: skip
         print(save("convert_memory", args.out, result, [row]))
     finally:

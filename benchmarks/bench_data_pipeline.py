@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import SHARED_DATA, add_common_args, headline, save
+from benchmarks.common import SHARED_DATA, add_common_args, headline, save, spread
 
 HERE = Path(__file__).resolve().parent
 
@@ -157,12 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         rate = results[name]["tokens"] / results[name]["seconds"]
         headlines.append(headline(
             "data", f"{size / 1e6:.0f} MB to GPT-2 windows, tokens/s ({name.replace('pipeline', 'ours')})",
-            rate, "book GPTDatasetV1", book_rate, {"median": speedup, "min": speedup, "max": speedup}, "tok/s",
+            rate, "book GPTDatasetV1", book_rate, spread([speedup]), "tok/s",
         ))  # fmt: skip
     memory = 1 / summary["peak_rss_streaming_vs_in_memory"]
     headlines.append(headline(
         "data", f"{size / 1e6:.0f} MB, peak memory (MB), streaming", results["streaming"]["peak_rss_mb"], "in memory",
-        results["pipeline"]["peak_rss_mb"], {"median": memory, "min": memory, "max": memory}, "MB",
+        results["pipeline"]["peak_rss_mb"], spread([memory]), "MB",
     ))  # fmt: skip
     print(save("data_pipeline", args.out, summary, headlines))
 

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, ts in times.items():
         batch = int(name.rsplit(" ", 1)[1])
         rates = [batch * args.new_tokens / t for t in ts]  # round order: paired with the other cases' rounds
-        rows[name] = {**spread(rates), "tokens_per_s": spread(rates)["median"], "rates": rates, "seconds": ts}
+        stats = spread(rates)
+        rows[name] = {**stats, "tokens_per_s": stats["median"], "rates": rates, "seconds": ts}
     ratios, headlines = {}, []
     for batch in args.batches:
         ours = rows[f"scratchgpt, cache, batch {batch}"]

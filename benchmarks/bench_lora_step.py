@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import add_common_args, headline, interleaved, ratio, save
+from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 from hf_scratchgpt.lora import replace_linear_with_lora, trainable_report
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         state = row["full_over_lora_optimizer_state"]
         headlines.append(headline(
             "LoRA", f"{name}: AdamW state (MB), LoRA (rank 16)", row["lora"]["optimizer_state_mb"], "full fine-tuning",
-            row["full"]["optimizer_state_mb"], {"median": state, "min": state, "max": state}, "MB",
+            row["full"]["optimizer_state_mb"], spread([state]), "MB",
         ))  # fmt: skip
         for variant in ("full", "lora"):
             r = row[variant]

@@ -14,7 +14,7 @@ ScratchGPT trains with its fused output-head loss (what `pretrain` uses). Cases 
 after warm-up; tokens/s is batch x length / median step time. Model-FLOPs utilisation (MFU) counts
 6 x (parameters without the embeddings) + 12 x layers x width x length per token against the matmul
 peak (fp32 and bf16) measured in the same run. Peak memory: each model in its own process, two
-training steps of the longest shape, ru_maxrss (with and without gradient checkpointing for ours).
+training steps of the longest shape, that process's VmHWM (with and without gradient checkpointing for ours).
 
 Sizes: `small` (vocabulary 8,192, context 256, 6 layers x 384, batch 8 x 256: every case, fp32, and bf16
 autocast for ours and transformers' SDPA model) and `gpt2-small` (124M, batches 2 x 256 and 1 x 1024:
@@ -177,10 +177,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: an upper bound
 
 
-def _same(value: float) -> dict[str, float]:
-    return {"median": value, "min": value, "max": value}
-
-
 def headlines_of(size_name: str, shapes: list[tuple[int, int]], results: dict, memory: dict) -> list[dict[str, Any]]:
     """The summary rows of one size: ours vs each peer and variant, bf16, MFU, memory."""
     rows = []
@@ -206,17 +202,17 @@ def headlines_of(size_name: str, shapes: list[tuple[int, int]], results: dict, m
         if size_name == "small":
             rows.append(headline(
                 "training", f"train step {size_name} {b}x{t} fp32, model-FLOPs utilisation", ours["mfu"],
-                "measured matmul peak", 1.0, _same(ours["mfu"]), "%", 0.8,
+                "measured matmul peak", 1.0, spread([ours["mfu"]]), "%", 0.8,
             ))  # fmt: skip
     checkpointed = memory[f"{OURS} + checkpointing"]
     rows.append(headline(
         "training", f"peak memory {size_name}, gradient checkpointing (MB)", checkpointed, "scratchgpt without",
-        memory[OURS], _same(memory[OURS] / checkpointed), "MB",
+        memory[OURS], spread([memory[OURS] / checkpointed]), "MB",
     ))  # fmt: skip
     for peer in (p for p in (SDPA, BOOK) if p in memory):
         rows.append(headline(
             "training", f"peak memory {size_name} (MB)", memory[OURS], peer, memory[peer],
-            _same(memory[peer] / memory[OURS]), "MB",
+            spread([memory[peer] / memory[OURS]]), "MB",
         ))  # fmt: skip
     return rows
 

@@ -133,9 +133,15 @@ def machine() -> dict[str, Any]:
 
 def save(name: str, out: Path, summary: dict[str, Any], headlines: list[dict[str, Any]]) -> Path:
     """Write `out/NAME.json`: the machine, the headline rows and the benchmark's own details."""
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"benchmark": name, "machine": machine(), "headlines": headlines, **summary}, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"benchmark": name, "machine": machine(), "headlines": headlines, **summary}, indent=2))
     return path
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` (replacing it) through `folders.atomic_output_file`: never a partial file."""
+    # imported here: a benchmark's parent process stays small (and torch-free) while its children are measured
+    from hf_scratchgpt.folders import atomic_output_file
+
+    with atomic_output_file(path, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")

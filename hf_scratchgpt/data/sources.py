@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import codecs
 import glob
-import json
 import os
 import sys
 import sysconfig
@@ -23,6 +22,7 @@ from pydoc_data.topics import topics
 
 from datasets import Dataset, IterableDataset, load_dataset
 
+from ..folders import write_jsonl
 from ..paths import is_hub_id
 
 BUILTIN = "builtin"
@@ -43,12 +43,7 @@ def _built_once(name: str, records: Callable[[], Iterable[dict]]) -> Path:
     home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     path = home / "hf_scratchgpt" / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}.jsonl"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as f:
-            for record in records():
-                f.write(json.dumps(record) + "\n")
-        os.replace(tmp, path)
+        write_jsonl(path, records())
     return path
 
 
