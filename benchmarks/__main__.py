@@ -6,9 +6,10 @@ machine and the library versions, into `OUT/benchmarks.json` and `OUT/BENCHMARKS
 left out with `--only` keeps its last result in OUT, with its date). `--readme` also puts the table
 into README.md between its benchmark markers.
 
-Usage: python -m benchmarks [--quick] [--all | --only NAME ...] [--out DIR] [--readme]
+Usage: python -m benchmarks [--quick] [--all | --only NAME ...] [--device cpu|cuda] [--out DIR] [--readme]
        (`--quick`: tiny sizes and one round, a smoke test of every benchmark; results go to
-       benchmarks/results/quick/ unless --out says otherwise)
+       benchmarks/results/quick/ unless --out says otherwise. `--device cuda`: the benchmarks that
+       run on a GPU (training throughput, generation) there; results in benchmarks/results/gpu/)
 """
 
 from __future__ import annotations
@@ -39,15 +40,19 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "convert_memory": ("benchmarks.bench_convert_memory", ["--size", "gpt2-medium"]),
 }
 EXTRA = ("pretrain_quality",)  # left out of a plain full run (two 3.5-minute pretraining runs)
+ON_GPU = ("train_throughput", "generation")  # the benchmarks that take --device
 
 
-def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:
+def run_one(name: str, quick: bool, out: Path, device: str = "cpu") -> dict[str, Any]:
     """Run one benchmark in a fresh process; its JSON, or a record of how it failed."""
     module, args = BENCHMARKS[name]
     command = [sys.executable, "-m", module, *args, "--out", str(out), *(["--quick"] if quick else [])]
+    if device != "cpu":
+        command += ["--device", device]
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
     seconds = time.perf_counter() - start
     path = out / f"{name}.json"
     if result.returncode != 0 or not path.is_file():
@@ -67,8 +72,14 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any], quick: bool) -
     """The summary table: one row per headline (ours, the peer, the ratio with its range, the target)."""
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
     dates = sorted({d["machine"]["date"][:10] for d in results if "machine" in d} | {info["date"][:10]})
+    gpu = next((d["machine"]["gpu"] for d in results if d.get("device", "cpu") != "cpu"), None)
+    where = (
+        f"one {gpu} (host: {info['cpu']}, {info['cores']} cores)"
+        if gpu
+        else (f"{info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
+    )
     lines = [
-        f"Measured {', '.join(dates)} on {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), "
+        f"Measured {', '.join(dates)} on {where}, "
         f"Python {info['python']}, {versions}{' — quick mode: smoke-test sizes, not figures' if quick else ''}. "
         "Ratio: how many times better ours is (median of interleaved rounds, range in brackets).",
         "",
@@ -111,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
     parser.add_argument("--all", action="store_true", help=f"also {', '.join(EXTRA)} (a quick run always has it)")
-    parser.add_argument("--out", type=Path, help="results folder (default: results/, or results/quick/)")
-    parser.add_argument("--readme", action="store_true", help="put the table into README.md")
+    parser.add_argument("--device", default="cpu", help=f"cpu (default) or cuda: runs {', '.join(ON_GPU)} there")
+    parser.add_argument("--out", type=Path, help="results folder (default: results/, results/quick/, results/gpu/)")
+    parser.add_argument("--readme", action="store_true", help="put the table into README.md (CPU runs)")
     args = parser.parse_args(argv)
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    gpu = args.device != "cpu"
+    if gpu and (args.readme or set(args.only or ()) - set(ON_GPU)):
+        parser.error(f"--device {args.device} runs only {', '.join(ON_GPU)}, and its table is not the README's")
+    out = args.out or RESULTS / ("gpu" if gpu else "") / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only or [n for n in BENCHMARKS if args.all or args.quick or n not in EXTRA]
+    names = args.only or [n for n in (ON_GPU if gpu else BENCHMARKS) if args.all or args.quick or n not in EXTRA]
     start = time.perf_counter()
-    ran = {name: run_one(name, args.quick, out) for name in names}
+    ran = {name: run_one(name, args.quick, out, args.device) for name in names}
     # the table holds every benchmark: those not run this time from their last result in OUT (its own date)
     earlier = {
         n: json.loads((out / f"{n}.json").read_text())

@@ -11,24 +11,24 @@ Every (model, cache, batch) case runs once per round, the cases interleaved, aft
 round; the median over rounds gives new tokens/s (batch x new tokens / seconds), reported with the
 range and as ratios to ScratchGPT with its cache. End-of-text never stops a row (no eos is set), so
 every case generates exactly `--new-tokens` tokens. Without a cache only the smallest batch runs
-(the slow cases: several minutes at batch 8) unless `--all-cases` is given.
+(the slow cases: several minutes at batch 8) unless `--all-cases` is given. `--device cuda` runs the
+models on a GPU (each round waits for the GPU's work to end).
 
 Usage: python -m benchmarks.bench_generation [--layers 6 --emb 384 --heads 6 --context 256 --vocab 8192]
-       [--prompt 16 --new-tokens 200 --batches 1 8 --rounds 3 --all-cases] [--quick] [--out DIR]
+       [--prompt 16 --new-tokens 200 --batches 1 8 --rounds 3 --all-cases] [--device cpu|cuda] [--quick] [--out DIR]
 Prints a table and writes DIR/generation.json (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from benchmarks.common import add_common_args, headline, ratio, save, spread
+from benchmarks.common import add_common_args, headline, ratio, save, spread, synchronizer, timed
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 
 HERE = Path(__file__).resolve().parent
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--all-cases", action="store_true", help="also every batch without a cache")
-    add_common_args(parser)
+    add_common_args(parser, device=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.layers, args.emb, args.heads, args.context, args.vocab = 2, 64, 2, 64, 512
@@ -119,10 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.prompt + args.new_tokens > args.context:
         parser.error(f"--prompt + --new-tokens ({args.prompt + args.new_tokens}) exceeds --context {args.context}")
 
-    models = build(args)
+    models = {name: model.to(args.device) for name, model in build(args).items()}
+    sync = synchronizer(args.device)
     cases: dict[str, Callable[[], torch.Tensor]] = {}
     for batch in args.batches:
         prompt = torch.randint(1, args.vocab, (batch, args.prompt), generator=torch.Generator().manual_seed(batch))
+        prompt = prompt.to(args.device)
         for name, model in models.items():
             make = _book_generate if name.startswith("book") else _hf_generate
             for cache in (True, False) if batch == min(args.batches) or args.all_cases else (True,):
@@ -143,9 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         for _ in range(args.rounds):
             for name, run in cases.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(timed(run, sync))
 
     rows = {}
     for name, ts in times.items():
@@ -163,13 +163,14 @@ def main(argv: list[str] | None = None) -> None:
             if name.startswith("scratchgpt, cache"):
                 continue
             peer = name.removesuffix(f", batch {batch}")
-            target = {"transformers gpt2, cache": 1.3, "scratchgpt, no cache": 5.0}.get(peer)
+            targets = {"transformers gpt2, cache": 1.3, "scratchgpt, no cache": 5.0} if args.device == "cpu" else {}
+            target = targets.get(peer)  # the CPU's targets
             headlines.append(headline(
                 "generation", f"greedy, {args.new_tokens} new tokens, batch {batch}, with cache: new tokens/s",
                 ours["tokens_per_s"], peer, row["tokens_per_s"], ratio(ours["rates"], row["rates"]), "tok/s", target,
             ))  # fmt: skip
-    summary = {"config": vars(args) | {"out": str(args.out)}, "results": rows, "scratchgpt_cached_over": ratios,
-               "failed": failed}  # fmt: skip
+    summary = {"device": args.device, "config": vars(args) | {"out": str(args.out)}, "results": rows,
+               "scratchgpt_cached_over": ratios, "failed": failed}  # fmt: skip
     print(
         f"{args.layers} layers, emb {args.emb}, {args.heads} heads, context {args.context}, vocab {args.vocab}; "
         f"prompt {args.prompt}, {args.new_tokens} new tokens, greedy, median of {args.rounds} rounds"

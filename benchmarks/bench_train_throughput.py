@@ -20,7 +20,13 @@ Sizes: `small` (vocabulary 8,192, context 256, 6 layers x 384, batch 8 x 256: ev
 autocast for ours and transformers' SDPA model) and `gpt2-small` (124M, batches 2 x 256 and 1 x 1024:
 ours, transformers' SDPA model and the book's `GPTModel` in fp32, ours in bf16).
 
-Usage: python -m benchmarks.bench_train_throughput [--sizes small gpt2-small] [--rounds 5] [--quick] [--out DIR]
+`--device cuda` runs the same cases on a GPU, with larger batches beside the CPU's (small: 64 x 256;
+GPT-2 small: 8 x 1024), `torch.compile` and the SDPA model in bf16 too (compiled at each size's
+largest batch only: every shape compiles anew), ten steps per timed round, and peak memory as
+`torch.cuda.max_memory_allocated` in the same process. The targets are the CPU's; GPU rows have none.
+
+Usage: python -m benchmarks.bench_train_throughput [--sizes small gpt2-small] [--rounds 5] [--device cpu|cuda]
+       [--quick] [--out DIR]
 Writes DIR/train_throughput.json (default benchmarks/results/).
 """
 
@@ -38,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, timed
+from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, synchronizer, timed
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 from hf_scratchgpt.training.loop import param_groups
 
@@ -50,20 +56,27 @@ SIZES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 QUICK = {"vocab": 512, "context": 64, "layers": 2, "emb": 64, "heads": 2}
 QUICK_SHAPES = {"small": [(2, 64)], "gpt2-small": [(1, 64)]}
+GPU_SHAPES = {"small": [(8, 256), (64, 256)], "gpt2-small": [(2, 256), (1, 1024), (8, 1024)]}
 OURS, SDPA, EAGER, BOOK, BOOK_FAST = "scratchgpt", "gpt2 sdpa", "gpt2 eager", "book GPTModel", "book GPTModelFast"
 PLAIN, FOREACH, COMPILED = "scratchgpt plain loss", "scratchgpt default AdamW", "scratchgpt torch.compile"
 MEMORY_CASES = (OURS, f"{OURS} + checkpointing", SDPA, BOOK, BOOK_FAST)
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
     """FLOP/s of an n x n x n matrix product (best of `repeats`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
     for _ in range(2):
         a @ b
-    return 2 * n**3 / min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / min(timed(lambda: a @ b, synchronizer(device)) for _ in range(repeats))
 
 
-def build(name: str, size: dict[str, Any]) -> torch.nn.Module:
+def build(name: str, size: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
+    """A model of `size` by its case name, with the same configuration for all, on `device`."""
+    model = _build(name, size).to(device)
+    return torch.compile(model) if name == COMPILED else model
+
+
+def _build(name: str, size: dict[str, Any]) -> torch.nn.Module:
     """A model of `size` by its case name, with the same configuration for all."""
     torch.manual_seed(0)
     if name.startswith("scratchgpt"):
@@ -72,8 +85,7 @@ def build(name: str, size: dict[str, Any]) -> torch.nn.Module:
             n_layers=size["layers"], drop_rate=0.1, qkv_bias=True, tie_word_embeddings=False,
             fused_linear_cross_entropy=name != PLAIN,
         )  # fmt: skip
-        model = ScratchGPTForCausalLM._from_config(config, attn_implementation="sdpa")
-        return torch.compile(model) if name == COMPILED else model
+        return ScratchGPTForCausalLM._from_config(config, attn_implementation="sdpa")
     if name.startswith("gpt2"):
         config = GPT2Config(
             vocab_size=size["vocab"], n_positions=size["context"], n_embd=size["emb"], n_head=size["heads"],
@@ -99,7 +111,7 @@ def training_step(name: str, model: torch.nn.Module, batch: torch.Tensor, bf16: 
         return model(input_ids=batch, labels=batch, use_cache=False).loss
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
             value = loss()
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -115,24 +127,35 @@ def flops_per_token(model: torch.nn.Module, size: dict[str, Any], length: int) -
     return 6 * n + 12 * size["layers"] * size["emb"] * length
 
 
-def cases_of(size_name: str, quick: bool) -> list[tuple[str, bool]]:
-    """(model, bf16) cases of a size: everything at the small size; the targets' peers at GPT-2 small."""
+def cases_of(size_name: str, quick: bool, device: str = "cpu") -> list[tuple[str, bool]]:
+    """(model, bf16) cases of a size: everything at the small size; the targets' peers at GPT-2 small.
+    On a GPU also `torch.compile` at both sizes, and it and the SDPA model in bf16."""
+    gpu = device != "cpu"
     if size_name != "small":
-        return [(OURS, False), (SDPA, False), (BOOK, False), (OURS, True)]
+        fp32 = [OURS, SDPA, BOOK, *([COMPILED] if gpu and not quick else [])]
+        return [(name, False) for name in fp32] + [(OURS, True), *([(SDPA, True), (COMPILED, True)] if gpu else [])]
     fp32 = [OURS, SDPA, EAGER, BOOK, BOOK_FAST, PLAIN, FOREACH, *([] if quick else [COMPILED])]
-    return [(name, False) for name in fp32] + [(OURS, True), (SDPA, True)]
+    return [(name, False) for name in fp32] + [(OURS, True), (SDPA, True), *([(COMPILED, True)] if gpu else [])]
 
 
-def throughput(size_name: str, size: dict[str, Any], shapes: list[tuple[int, int]], rounds: int, quick: bool):
-    """Median tokens/s per case and shape, interleaved; and the per-round times."""
-    cases = cases_of(size_name, quick)
-    models = {name: build(name, size) for name in dict.fromkeys(name for name, _ in cases)}
+def throughput(
+    size_name: str, size: dict[str, Any], shapes: list[tuple[int, int]], rounds: int, quick: bool, device: str = "cpu"
+):
+    """Median tokens/s per case and shape, interleaved; and the per-round times. `torch.compile` runs at
+    the largest shape only (each new shape compiles anew)."""
+    cases = cases_of(size_name, quick, device)
+    models = {name: build(name, size, device) for name in dict.fromkeys(name for name, _ in cases)}
+    gpu = device != "cpu"
     results: dict[str, dict[str, Any]] = {}
     for b, t in shapes:
-        batch = torch.randint(0, size["vocab"], (b, t), generator=torch.Generator().manual_seed(t))
-        steps = {f"{n}{' bf16' if bf16 else ''}": training_step(n, models[n], batch, bf16) for n, bf16 in cases}
-        warmup = 2 if size_name == "small" and not quick else 1  # torch.compile compiles in the first calls
-        times = interleaved(steps, rounds=rounds, warmup=warmup)
+        batch = torch.randint(0, size["vocab"], (b, t), generator=torch.Generator().manual_seed(t)).to(device)
+        steps = {
+            f"{n}{' bf16' if bf16 else ''}": training_step(n, models[n], batch, bf16)
+            for n, bf16 in cases
+            if n != COMPILED or (b, t) == shapes[-1]
+        }
+        warmup = 3 if gpu else 2 if size_name == "small" and not quick else 1  # torch.compile compiles first
+        times = interleaved(steps, rounds=rounds, warmup=warmup, calls=10 if gpu else 1, sync=synchronizer(device))
         for case, ts in times.items():
             model = models[case.removesuffix(" bf16")]
             rates = [b * t / s for s in ts]
@@ -142,8 +165,21 @@ def throughput(size_name: str, size: dict[str, Any], shapes: list[tuple[int, int
     return results
 
 
-def peak_memory(case: str, size_name: str, quick: bool) -> float:
-    """Peak resident MB of a fresh process running two steps of `case` at the size's longest shape."""
+def shapes_of(size_name: str, quick: bool, device: str = "cpu") -> list[tuple[int, int]]:
+    """The (batch, length) shapes a size is timed at, the largest last."""
+    if quick:
+        return QUICK_SHAPES[size_name]
+    return GPU_SHAPES[size_name] if device != "cpu" else SIZES[size_name]["shapes"]
+
+
+def peak_memory(case: str, size_name: str, quick: bool, device: str = "cpu") -> float:
+    """Peak MB of two training steps of `case` at the size's longest shape: on the CPU the resident memory
+    of a fresh process, on a GPU `torch.cuda.max_memory_allocated` (in this process, reset first)."""
+    if device != "cpu":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        two_steps(case, size_name, quick, device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
     code = (
         "import sys; from benchmarks.bench_train_throughput import _memory_child; "
         f"_memory_child({case!r}, {size_name!r}, {quick!r})"
@@ -152,16 +188,21 @@ def peak_memory(case: str, size_name: str, quick: bool) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def _memory_child(case: str, size_name: str, quick: bool) -> None:
+def two_steps(case: str, size_name: str, quick: bool, device: str = "cpu") -> None:
+    """Two training steps of `case` (optionally "... + checkpointing") at the size's longest shape."""
     size = {**SIZES[size_name], **(QUICK if quick else {})}
-    b, t = max(QUICK_SHAPES[size_name] if quick else size["shapes"], key=lambda s: s[0] * s[1])
+    b, t = max(shapes_of(size_name, quick, device), key=lambda s: s[0] * s[1])
     name = case.removesuffix(" + checkpointing")
-    model = build(name, size)
+    model = build(name, size, device)
     if case.endswith("checkpointing"):
         model.gradient_checkpointing_enable()
-    step = training_step(name, model, torch.randint(0, size["vocab"], (b, t)), bf16=False)
+    step = training_step(name, model, torch.randint(0, size["vocab"], (b, t), device=device), bf16=False)
     step()
     step()
+
+
+def _memory_child(case: str, size_name: str, quick: bool) -> None:
+    two_steps(case, size_name, quick)
     print(peak_rss_mb())
 
 
@@ -177,33 +218,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: an upper bound
 
 
-def headlines_of(size_name: str, shapes: list[tuple[int, int]], results: dict, memory: dict) -> list[dict[str, Any]]:
-    """The summary rows of one size: ours vs each peer and variant, bf16, MFU, memory."""
+def headlines_of(
+    size_name: str, shapes: list[tuple[int, int]], results: dict, memory: dict, gpu: bool = False
+) -> list[dict[str, Any]]:
+    """The summary rows of one size: ours vs each peer and variant, bf16, MFU, memory (the targets: CPU only)."""
     rows = []
-    targets = {SDPA: 1.25, BOOK: 1.4}
+    targets = {} if gpu else {SDPA: 1.25, BOOK: 1.4}
     for b, t in shapes:
-        ours = results[f"{OURS}, {b}x{t}"]
-        tokens = ours["tokens_per_s"]["median"]
-        for peer in (SDPA, EAGER, BOOK, BOOK_FAST, PLAIN, FOREACH, COMPILED):
-            theirs = results.get(f"{peer}, {b}x{t}")
-            if theirs is None:
-                continue
-            variant = f" (vs {peer.removeprefix('scratchgpt ')})" if peer.startswith("scratchgpt") else ""
-            rows.append(headline(
-                "training", f"train step {size_name} {b}x{t} fp32, tokens/s{variant}", tokens, peer,
-                theirs["tokens_per_s"]["median"], ratio(ours["rates"], theirs["rates"]), "tok/s", targets.get(peer),
-            ))  # fmt: skip
-        bf16 = results[f"{OURS} bf16, {b}x{t}"]
+        for precision in ("fp32", "bf16"):
+            suffix = " bf16" if precision == "bf16" else ""
+            ours = results[f"{OURS}{suffix}, {b}x{t}"]
+            tokens = ours["tokens_per_s"]["median"]
+            for peer in (SDPA, EAGER, BOOK, BOOK_FAST, PLAIN, FOREACH, COMPILED):
+                theirs = results.get(f"{peer}{suffix}, {b}x{t}")
+                if theirs is None or (precision == "bf16" and not gpu):  # CPU: bf16 is compared with our fp32
+                    continue
+                variant = f" (vs {peer.removeprefix('scratchgpt ')})" if peer.startswith("scratchgpt") else ""
+                rows.append(headline(
+                    "training", f"train step {size_name} {b}x{t} {precision}, tokens/s{variant}", tokens, peer,
+                    theirs["tokens_per_s"]["median"], ratio(ours["rates"], theirs["rates"]), "tok/s",
+                    targets.get(peer) if precision == "fp32" else None,
+                ))  # fmt: skip
+            if gpu or (size_name == "small" and precision == "fp32"):
+                rows.append(headline(
+                    "training", f"train step {size_name} {b}x{t} {precision}, model-FLOPs utilisation", ours["mfu"],
+                    f"measured {precision} matmul peak", 1.0, spread([ours["mfu"]]), "%", None if gpu else 0.8,
+                ))  # fmt: skip
+        fp32, bf16 = results[f"{OURS}, {b}x{t}"], results[f"{OURS} bf16, {b}x{t}"]
         rows.append(headline(
             "training", f"train step {size_name} {b}x{t}, tokens/s: bf16 autocast vs fp32",
-            bf16["tokens_per_s"]["median"], "scratchgpt fp32", tokens, ratio(bf16["rates"], ours["rates"]), "tok/s",
-            1.8,
+            bf16["tokens_per_s"]["median"], "scratchgpt fp32", fp32["tokens_per_s"]["median"],
+            ratio(bf16["rates"], fp32["rates"]), "tok/s", None if gpu else 1.8,
         ))  # fmt: skip
-        if size_name == "small":
-            rows.append(headline(
-                "training", f"train step {size_name} {b}x{t} fp32, model-FLOPs utilisation", ours["mfu"],
-                "measured matmul peak", 1.0, spread([ours["mfu"]]), "%", 0.8,
-            ))  # fmt: skip
     checkpointed = memory[f"{OURS} + checkpointing"]
     rows.append(headline(
         "training", f"peak memory {size_name}, gradient checkpointing (MB)", checkpointed, "scratchgpt without",
@@ -221,26 +267,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds at the small size (GPT-2 small: 2)")
-    add_common_args(parser)
+    add_common_args(parser, device=True)
     args = parser.parse_args(argv)
+    gpu = args.device != "cpu"
 
-    n = 512 if args.quick else 2048
-    peaks = {"fp32": matmul_peak(torch.float32, n), "bf16": matmul_peak(torch.bfloat16, n)}
-    summary: dict[str, Any] = {"matmul_peak_flops": peaks, "sizes": {}, "threads": torch.get_num_threads()}
+    n = 512 if args.quick else 8192 if gpu else 2048
+    peaks = {dtype: matmul_peak(getattr(torch, name), n, device=args.device)
+             for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16"))}  # fmt: skip
+    summary: dict[str, Any] = {
+        "device": args.device, "matmul_peak_flops": peaks, "sizes": {}, "threads": torch.get_num_threads(),
+    }  # fmt: skip
     headlines = []
     for size_name in args.sizes:
         size = {**SIZES[size_name], **(QUICK if args.quick else {})}
-        shapes = QUICK_SHAPES[size_name] if args.quick else size["shapes"]
-        rounds = 1 if args.quick else args.rounds if size_name == "small" else 2
-        results = throughput(size_name, size, shapes, rounds, args.quick)
+        shapes = shapes_of(size_name, args.quick, args.device)
+        rounds = 1 if args.quick else args.rounds if size_name == "small" or gpu else 2
+        results = throughput(size_name, size, shapes, rounds, args.quick, args.device)
         for key, r in results.items():
             r["mfu"] = r["tokens_per_s"]["median"] * r["flops_per_token"] / peaks["bf16" if " bf16" in key else "fp32"]
         memory_cases = MEMORY_CASES[:2] if args.quick else MEMORY_CASES[: 5 if size_name == "small" else 3]
-        memory = {case: peak_memory(case, size_name, args.quick) for case in memory_cases}
+        memory = {case: peak_memory(case, size_name, args.quick, args.device) for case in memory_cases}
         summary["sizes"][size_name] = {
             "size": size, "shapes": shapes, "rounds": rounds, "results": results, "peak_memory_mb": memory,
         }  # fmt: skip
-        headlines += headlines_of(size_name, shapes, results, memory)
+        headlines += headlines_of(size_name, shapes, results, memory, gpu)
         gflops = {k: round(v / 1e9) for k, v in peaks.items()}
         print(f"\n{size_name}: {size}; matmul peak GFLOP/s {gflops}")
         print(f"{'case':<44}{'tokens/s':>10}{'range':>18}{'MFU':>8}")

@@ -27,21 +27,40 @@ SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", HERE.parent.parent /
 LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "peft", "accelerate", "llms-from-scratch")
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """`--quick` (a smoke run: tiny sizes, one round) and `--out` (the folder of the JSON result)."""
+def add_common_args(parser: argparse.ArgumentParser, device: bool = False) -> None:
+    """`--quick` (a smoke run: tiny sizes, one round), `--out` (the folder of the JSON result) and, for the
+    benchmarks that can run on a GPU, `--device`."""
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one round: checks that it runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON result (default: results/)")
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the models run")
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds one call of `fn` takes."""
+def synchronizer(device: Any) -> Callable[[], None] | None:
+    """What waits for a device's queued work (`torch.cuda.synchronize` on a GPU); None on the CPU."""
+    import torch
+
+    device = torch.device(device)
+    return None if device.type == "cpu" else lambda: torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> float:
+    """Seconds one call of `fn` takes (with `sync`, from idle to the end of the work it queued on a GPU)."""
+    if sync:
+        sync()
     start = time.perf_counter()
     fn()
+    if sync:
+        sync()
     return time.perf_counter() - start
 
 
 def interleaved(
-    cases: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1, calls: int = 1
+    cases: dict[str, Callable[[], Any]],
+    rounds: int,
+    warmup: int = 1,
+    calls: int = 1,
+    sync: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
     """Time every case `rounds` times, the cases taking turns; each time is the mean of `calls` calls.
 
@@ -50,6 +69,7 @@ def interleaved(
         rounds: Timed rounds.
         warmup: Untimed calls of every case first.
         calls: Calls per timed round (their mean is the round's time).
+        sync: Waits for a GPU's queued work (`synchronizer`), so a round times the work and not its launch.
     """
     for _ in range(warmup):
         for fn in cases.values():
@@ -57,7 +77,14 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
-            times[name].append(sum(timed(fn) for _ in range(calls)) / calls)
+            if sync:
+                sync()
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            if sync:
+                sync()
+            times[name].append((time.perf_counter() - start) / calls)
     return times
 
 
@@ -123,6 +150,7 @@ def machine() -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": _cpu_model(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

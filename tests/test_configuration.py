@@ -100,3 +100,14 @@ def test_invalid_config_json_is_rejected_on_load(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="n_heads"):
         ScratchGPTConfig.from_pretrained(tmp_path)
+
+
+def test_older_transformers_is_one_clear_import_error():
+    """The remote code says which transformers it needs when loaded with an older one (a Hub user's case)."""
+    import subprocess
+    import sys
+
+    code = "import transformers; transformers.__version__ = '5.17.0'; import hf_scratchgpt"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "ScratchGPT needs transformers >= 5.24 (found 5.17.0): pip install -U transformers" in run.stderr

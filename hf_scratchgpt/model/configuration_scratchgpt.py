@@ -8,9 +8,21 @@ This file imports only torch/transformers so that a saved folder loads with `tru
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import transformers
 from transformers import PreTrainedConfig
+
+# The model code follows transformers 5.24's API (outputs carry `cache`; `slice_logits_to_keep`): say so at
+# import, where a saved folder is loaded with an older transformers, instead of failing in the first forward.
+MIN_TRANSFORMERS = (5, 24)
+_found = tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", transformers.__version__).groups())
+if _found < MIN_TRANSFORMERS:
+    raise ImportError(
+        f"ScratchGPT needs transformers >= {'.'.join(map(str, MIN_TRANSFORMERS))} (found {transformers.__version__}): "
+        "pip install -U transformers"
+    )
 
 # The GPT-2 sizes of the book (chapter 5, "Loading pretrained weights"), plus a tiny CPU model.
 _GPT2_BASE: dict[str, Any] = {
