@@ -413,6 +413,11 @@ def export_gguf_file(
         raise FileNotFoundError(f"ScratchGPT folder not found: {src}")
     out = check_output_file(out, overwrite)
     mf = out.with_name(MODELFILE) if modelfile else None
+    if mf is not None and mf.exists() and not overwrite:
+        raise FileExistsError(
+            f"{mf} already exists (another export's Ollama Modelfile?); pass --overwrite to replace it, "
+            "--no-modelfile to write the GGUF file alone, or give OUT in another folder"
+        )
     if mf is not None:
         check_output_file(mf, overwrite)
     tok = load_tokenizer(src if tokenizer is None else tokenizer)

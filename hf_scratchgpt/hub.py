@@ -173,6 +173,8 @@ def _rewrite_card(text: str, repo_id: str, base_model: str | None, is_adapter: b
     for path in set(re.findall(r"(?<![\w.])/[^\s`|\"'(),]+", text)):  # this machine's paths (data, ...) say less
         if Path(path).exists():
             text = text.replace(path, _local_name(path))
+    for path in set(re.findall(r"(?<![\w./])(?:\.\.?/)+[^\s`|\"'(),]+", text)):  # ../shared/data/x.json, ./runs/a
+        text = text.replace(path, _local_name(path))
     if base_model is None:
         return text
     card = ModelCard(text)

@@ -49,3 +49,17 @@ def local_or_hub(spec: str | os.PathLike, what: str) -> Path | str:
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {os.fspath(spec)}")
     return path
+
+
+def model_folder_or_hub(spec: str | os.PathLike) -> Path | str:
+    """`spec` as a local model folder (one with a `config.json`) or a Hub id.
+
+    Raises:
+        FileNotFoundError: Nothing is there, or the folder holds no `config.json` (a run folder's
+            message names its `final/`).
+    """
+    where = local_or_hub(spec, "model")
+    if isinstance(where, Path) and not (where / "config.json").is_file():
+        hint = f"; its final model is {where / 'final'}" if (where / "final" / "config.json").is_file() else ""
+        raise FileNotFoundError(f"{os.fspath(spec)} is not a model folder (no config.json in it){hint}")
+    return where

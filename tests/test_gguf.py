@@ -223,6 +223,12 @@ def test_existing_files_need_overwrite_and_bad_options_are_one_line(tmp_path, un
     assert main(["export-gguf", str(src), str(out), "--overwrite", "--no-modelfile"]) == 0
     assert out.read_bytes()[:4] == b"GGUF" and sorted(os.listdir(tmp_path)) == ["m.gguf"]
     assert main(["export-gguf", str(tmp_path / "nowhere"), str(tmp_path / "n.gguf")]) == 2
+    (tmp_path / "Modelfile").write_text("another export's")  # a second export into the same folder
+    assert main(["export-gguf", str(src), str(tmp_path / "m2.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "Modelfile already exists (another export's Ollama Modelfile?)" in err and "--no-modelfile" in err
+    assert not (tmp_path / "m2.gguf").exists()
+    assert main(["export-gguf", str(src), str(tmp_path / "m2.gguf"), "--no-modelfile"]) == 0
 
 
 def test_a_missing_gguf_package_names_the_extra(monkeypatch, tmp_path, untied, capsys):

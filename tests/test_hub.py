@@ -243,3 +243,10 @@ def test_card_rewrite_keeps_other_text():
     assert out.startswith("---\nlibrary_name: peft\nbase_model: alice/base\n---\n")
     assert 'from_pretrained("alice/base", x)' in out and 'from_pretrained(base, "alice/lora")' in out
     assert "runs/a/final stays in prose" in out
+
+
+def test_card_rewrite_shortens_relative_paths_of_this_machine():
+    card = "| data | `../shared/data/prefs.json` (sha256 ab) |\nthe style of its data (../../x/data/prefs.json).\n"
+    out = _rewrite_card(card, "alice/dpo", None, is_adapter=False)
+    assert "../" not in out and out.count("data/prefs.json") == 2
+    assert "| data | `data/prefs.json` (sha256 ab) |" in out

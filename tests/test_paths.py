@@ -36,3 +36,15 @@ def test_a_path_under_an_existing_folder_is_local(tmp_path, monkeypatch):
     (tmp_path / "runs" / "typo").mkdir()
     assert str(local_or_hub("runs/typo", "model")) == "runs/typo"  # an existing local Path
     assert local_or_hub("openai-community/gpt2", "model") == "openai-community/gpt2"
+
+
+def test_a_run_folder_given_as_a_model_names_its_final_folder(tmp_path):
+    from hf_scratchgpt.paths import model_folder_or_hub
+
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"run is not a model folder \(no config.json in it\)$"):
+        model_folder_or_hub(tmp_path / "run")
+    (tmp_path / "run" / "final" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no config.json in it\); its final model is .*run/final$"):
+        model_folder_or_hub(tmp_path / "run")
+    assert model_folder_or_hub(tmp_path / "run" / "final") == tmp_path / "run" / "final"

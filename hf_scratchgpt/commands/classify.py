@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification
 from ..data.classification import SPLITS_FILE, ClassificationCollator
 from ..data.tokenize import encode_truncated
 from ..folders import atomic_output_dir, check_output_dir
-from ..paths import local_or_hub
+from ..paths import model_folder_or_hub
 from ..tokenization import load_tokenizer
 from ..training.classify import ClassificationData
 
@@ -26,9 +26,7 @@ def load_classifier(model_dir: str) -> tuple[Any, Any]:
         FileNotFoundError: No model folder there.
         ValueError: The folder's model is not a sequence classifier (e.g. a causal LM).
     """
-    where = local_or_hub(model_dir, "model")
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
+    where = model_folder_or_hub(model_dir)
     config = json.loads((where / "config.json").read_text(encoding="utf-8")) if isinstance(where, Path) else {}
     archs = config.get("architectures") or []
     if archs and not any(a.endswith("ForSequenceClassification") for a in archs):

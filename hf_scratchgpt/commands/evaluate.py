@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM
 from ..data.sources import load_documents
 from ..evaluation import lm_eval_summary, lm_eval_table, perplexity, resolve_tasks, run_lm_eval
 from ..folders import atomic_output_file, check_output_file
+from ..paths import model_folder_or_hub
 from ..tokenization import load_tokenizer
-from .model import model_location
 
 
 def evaluate(
@@ -64,7 +64,7 @@ def evaluate(
         check_output_file(out, overwrite)
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    where = model_location(model_dir)
+    where = model_folder_or_hub(model_dir)
     docs: list[str] = []
     if data is not None:
         docs = _read_texts(data, text_field)

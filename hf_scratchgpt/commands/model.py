@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from ..folders import atomic_output_dir, check_output_dir, write_model_folder
 from ..model import ScratchGPTConfig, ScratchGPTForCausalLM
-from ..paths import local_or_hub
+from ..paths import model_folder_or_hub
 from ..tokenization import load_tokenizer, train_bpe_tokenizer
 
 
@@ -109,18 +109,6 @@ def init_model(
     return Path(out)
 
 
-def model_location(model_dir: str) -> Path | str:
-    """Where the model of `model_dir` is: a local model folder, or a Hub id.
-
-    Raises:
-        FileNotFoundError: A local path without a model folder (no config.json).
-    """
-    where = local_or_hub(model_dir, "model")
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json in it)")
-    return where
-
-
 def check_generation_options(model_dir: str, temperature: float, max_new_tokens: int) -> Path | str:
     """Where the model of `model_dir` is (a folder or a Hub id), once it and the sampling options are checked.
 
@@ -128,7 +116,7 @@ def check_generation_options(model_dir: str, temperature: float, max_new_tokens:
         FileNotFoundError: A local path without a model folder (no config.json).
         ValueError: A negative temperature or a max_new_tokens below 1.
     """
-    where = model_location(model_dir)
+    where = model_folder_or_hub(model_dir)
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0, got {temperature}")
     if max_new_tokens <= 0:

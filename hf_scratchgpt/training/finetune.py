@@ -39,7 +39,7 @@ from ..lora import (
     trainable_report,
 )
 from ..model import ScratchGPTConfig
-from ..paths import local_or_hub
+from ..paths import model_folder_or_hub
 from .config import TrainConfig
 from .task import Task
 
@@ -106,9 +106,7 @@ def scratchgpt_config(source: str) -> tuple[ScratchGPTConfig, str | Path]:
         FileNotFoundError: `source` is a local path without a model folder.
         ValueError: The folder holds another kind of model (its `model_type` is named).
     """
-    where = local_or_hub(source, "model")
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"{source} is not a model folder (no config.json in it)")
+    where = model_folder_or_hub(source)
     values, _ = PretrainedConfig.get_config_dict(str(where))
     kind = values.get("model_type")
     if kind != ScratchGPTConfig.model_type:

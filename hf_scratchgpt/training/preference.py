@@ -311,8 +311,10 @@ class PreferenceTask(ResponseTask):
                 "prompt": self.tokenizer.decode(ids),
                 "chosen": pair["chosen"],
                 "rejected": pair["rejected"],
-                "before": b.text.strip(),
+                "before": b.text.strip(),  # stripped, as the book and finetune-instruct compare responses
                 "after": a.text.strip(),
+                "ended_before": b.ended,  # the response ended with the end token
+                "ended_after": a.ended,
             }
             for pair, ids, b, a in zip(rows, prompts, before, after)
         ]
@@ -326,7 +328,10 @@ class PreferenceTask(ResponseTask):
             "responses": n,
             "left_out_too_long": len(pairs) - n,
             **{f"{w}_{when}": share(when, w) for w in ("chosen", "rejected") for when in ("before", "after")},
-            "ended_with_eos_after": sum(a.ended for a in after) / n if n else float("nan"),
+            **{
+                f"ended_with_eos_{when}": sum(r[f"ended_{when}"] for r in lines) / n if n else float("nan")
+                for when in ("before", "after")
+            },  # fmt: skip
             "responses_file": RESPONSES_FILE,
         }
         return {**results, "test_generation": generation}

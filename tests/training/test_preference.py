@@ -102,6 +102,9 @@ def test_test_responses_before_and_after_are_written_and_counted(trained):
     for which in ("chosen", "rejected"):
         for when in ("before", "after"):
             assert gen[f"{which}_{when}"] == pytest.approx(sum(x[when] == x[which] for x in lines) / len(lines))
+    for when in ("before", "after"):  # whether each response ended with the end token, and how often
+        assert all(isinstance(x[f"ended_{when}"], bool) for x in lines)
+        assert gen[f"ended_with_eos_{when}"] == pytest.approx(sum(x[f"ended_{when}"] for x in lines) / len(lines))
     # the reference is the starting folder: its greedy answers are the "before" column
     tok = load_tokenizer(trained / "final")
     assert tok.chat_template == chat_template("alpaca")
