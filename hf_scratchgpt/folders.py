@@ -160,6 +160,9 @@ def save_model_files(
     if save_function is not None:
         kwargs["save_function"] = save_function
     model.save_pretrained(folder, **kwargs)
+    if is_main_process:
+        for weights in Path(folder).glob("*.safetensors"):
+            _ordinary_mode(weights, 0o666)  # safetensors writes its files private (0600), unlike every other file
     if tokenizer is not None and is_main_process:
         context = getattr(model.config, "max_position_embeddings", None)
         before = tokenizer.model_max_length

@@ -37,6 +37,10 @@ def test_a_scratchgpt_folder_is_complete(tmp_path, model_and_tokenizer):
     assert f"hf_scratchgpt` {hf_scratchgpt.__version__}" in card and "`scratchgpt init-model`" in card
     assert "| context length | 32 |" in card and str(out) in card
     assert os.listdir(tmp_path) == ["m"]
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in out.iterdir() if f.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights too (safetensors writes 0600)
 
 
 def test_the_saved_tokenizer_knows_the_context_and_the_callers_tokenizer_is_unchanged(tmp_path, verdict_tokenizer):

@@ -51,7 +51,8 @@ class TrainConfig:
         eval_every: Evaluate (and log) every this many optimizer steps.
         eval_batches: Batches per evaluation (null: the whole split).
         final_train_examples: Training examples the final evaluation of a fine-tuning task reads, the first
-            ones in order (null: the whole training split; validation and test are always whole).
+            ones in order (null: the whole training split; validation and test are always whole). Pretraining
+            has no final evaluation and ignores it.
         early_stopping_patience: Stop after this many evaluations without a better early_stopping_metric
             (null: never); the final folder then holds the best weights.
         early_stopping_metric: Logged metric that early stopping watches, e.g. val_loss.

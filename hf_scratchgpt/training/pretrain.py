@@ -297,11 +297,12 @@ class CausalLMTask(NextTokenObjective, Task):
 
     def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         names = [data_name(d.removeprefix(TRAIN_ONLY)) for d in self.config.data]
+        validated = [data_name(d) for d in self.config.data if not d.startswith(TRAIN_ONLY)]  # train: sources don't
         keys = ("loss", "perplexity", "bits_per_byte")
         found = [(k, metrics[f"val_{k}"]) for k in keys if f"val_{k}" in metrics]
         return {
             "datasets": names,
-            "results": [result("text-generation", ", ".join(names), "validation", k, v) for k, v in found],
+            "results": [result("text-generation", ", ".join(validated), "validation", k, v) for k, v in found],
         }
 
     def summary(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> str:
@@ -310,7 +311,7 @@ class CausalLMTask(NextTokenObjective, Task):
             f"train loss {metrics.get('train_loss', nan):.4f}, val loss {metrics.get('val_loss', nan):.4f} "
             f"(perplexity {metrics.get('val_perplexity', nan):.2f}, {metrics.get('val_bits_per_byte', nan):.4f} bits "
             "per byte); "
-            f"sample: {self.config.sample_prompt}{metrics.get('sample', '')}"
+            f"sample: {self.config.sample_prompt}{metrics.get('sample', '')}".replace("\n", " ")  # one line
         )
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -335,6 +336,9 @@ def test_train_only_sources_add_training_windows_and_leave_validation_alone(tmp_
         more["train_windows"] == plain["train_windows"] + more["train_only"]["train_windows"] > plain["train_windows"]
     )
     assert more["train_only"]["sources"] == [str(extra)] and more["train_sha256"] != plain["train_sha256"]
+    card = ModelCard.load(tmp_path / "more" / "final" / "README.md").data
+    assert card.datasets == ["the-verdict.txt", "extra.txt"]  # both trained it; only the split one validates
+    assert {r.dataset_name for r in card.eval_results} == {"the-verdict.txt"}
 
 
 def test_train_only_sources_alone_are_refused(tmp_path):
