@@ -145,35 +145,6 @@ class MultiHeadAttention(nn.Module):
         state_dict.pop(prefix + "mask", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _projections(self, x: torch.Tensor, fused: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values `(b, T, d_out)` each: three products (the book's) or, with `fused`, one
-        product with the three weights stacked (GPT-2's `c_attn`), fewer and larger matrix products.
-
-        Without gradients the stacked weights are kept until a weight changes (its version counter
-        moves), so a generation step does not copy them; a wrapped projection (a LoRA layer) is never fused.
-        """
-        linears = (self.W_query, self.W_key, self.W_value)
-        if not fused or any(type(m) is not nn.Linear for m in linears):
-            return self.W_query(x), self.W_key(x), self.W_value(x)
-        params = [p for m in linears for p in (m.weight, m.bias) if p is not None]
-        if torch.is_grad_enabled():
-            weight, bias = self._stacked(linears)
-        else:
-            key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
-            cached = self.__dict__.get("_stacked_cache")
-            if cached is None or cached[0] != key:
-                with torch.no_grad():
-                    cached = (key, *self._stacked(linears))
-                self.__dict__["_stacked_cache"] = cached  # not a buffer: never saved, never moved
-            _, weight, bias = cached
-        return F.linear(x, weight, bias).split(self.d_out, dim=-1)  # (b, T, d_out) x 3
-
-    @staticmethod
-    def _stacked(linears: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        weight = torch.cat([m.weight for m in linears])  # (3 * d_out, d_in)
-        bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears])
-        return weight, bias
-
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, num_tokens, _ = x.shape
         return x.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (b, n_heads, T, head_dim)
@@ -200,10 +171,9 @@ class MultiHeadAttention(nn.Module):
             `(b, T, d_out)`, or `(output, weights)` when `output_attentions`.
         """
         b, num_tokens, _ = x.shape
-        queries, keys, values = self._projections(x, fused=attn_implementation == "sdpa")
-        queries = self._split_heads(queries)  # (b, n_heads, T, head_dim)
-        keys = self._split_heads(keys)
-        values = self._split_heads(values)
+        queries = self._split_heads(self.W_query(x))  # (b, n_heads, T, head_dim)
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
         if cache is not None:
             keys, values = cache.update(keys, values, self.layer_idx)  # (b, n_heads, S, head_dim)
         num_keys = keys.shape[-2]
