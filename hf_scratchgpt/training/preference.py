@@ -331,7 +331,7 @@ class PreferenceTask(ResponseTask):
             **{
                 f"ended_with_eos_{when}": sum(r[f"ended_{when}"] for r in lines) / n if n else float("nan")
                 for when in ("before", "after")
-            },  # fmt: skip
+            },
             "responses_file": RESPONSES_FILE,
         }
         return {**results, "test_generation": generation}
