@@ -51,8 +51,8 @@ def run_one(name: str, quick: bool, out: Path, device: str = "cpu") -> dict[str,
         command += ["--device", device]
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath})
     seconds = time.perf_counter() - start
     path = out / f"{name}.json"
     if result.returncode != 0 or not path.is_file():

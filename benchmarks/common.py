@@ -77,14 +77,7 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
-            if sync:
-                sync()
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            if sync:
-                sync()
-            times[name].append((time.perf_counter() - start) / calls)
+            times[name].append(timed(lambda fn=fn: [fn() for _ in range(calls)], sync) / calls)
     return times
 
 
