@@ -97,7 +97,7 @@ def _summary(fn: Callable[..., Any]) -> str:
 
 def usage() -> str:
     """The top-level help: every verb by family."""
-    lines = ["usage: scratchgpt <verb> [options] [--debug]", ""]
+    lines = ["usage: scratchgpt <verb> [options] [--debug]   (scratchgpt --version: the package's version)", ""]
     width = max(len(verb) for verbs in VERBS.values() for verb in verbs)
     for family, verbs in VERBS.items():
         if verbs:
@@ -115,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from . import __version__
+
+        print(f"scratchgpt (hf-scratchgpt) {__version__}")
+        return 0
     verb, rest = argv[0], argv[1:]
     hf_logging.disable_progress_bar()  # weight-loading bars are noise on a command line
     hub_logging.set_verbosity_error()  # so are the Hub client's retry lines (its final error is reported)

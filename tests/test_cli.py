@@ -163,6 +163,13 @@ def test_top_level_help_lists_verbs_by_family(capsys):
     assert main([]) == 2
 
 
+def test_version(capsys):
+    import hf_scratchgpt
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"scratchgpt (hf-scratchgpt) {hf_scratchgpt.__version__}\n"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
