@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from benchmarks.common import add_common_args, headline, ratio, save, spread, synchronizer, timed
+from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, synchronizer
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 
 HERE = Path(__file__).resolve().parent
@@ -141,11 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                 del cases[name]
                 continue
             assert out.shape[1] == args.prompt + args.new_tokens, (name, out.shape)
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    with torch.inference_mode():
-        for _ in range(args.rounds):
-            for name, run in cases.items():
-                times[name].append(timed(run, sync))
+    with torch.inference_mode():  # the warm-up round above; then the timed rounds, interleaved
+        times = interleaved(cases, rounds=args.rounds, warmup=0, sync=sync)
 
     rows = {}
     for name, ts in times.items():

@@ -297,7 +297,7 @@ class CausalLMTask(NextTokenObjective, Task):
 
     def card_metadata(self, metrics: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
         names = [data_name(d.removeprefix(TRAIN_ONLY)) for d in self.config.data]
-        validated = [data_name(d) for d in self.config.data if not d.startswith(TRAIN_ONLY)]  # train: sources don't
+        validated = [data_name(d) for d in self.config.split_sources]  # train: sources do not validate
         keys = ("loss", "perplexity", "bits_per_byte")
         found = [(k, metrics[f"val_{k}"]) for k in keys if f"val_{k}" in metrics]
         return {
