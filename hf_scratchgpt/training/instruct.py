@@ -67,6 +67,9 @@ class InstructConfig(ResponseConfig):
         prompt_style: alpaca (the book's), phi3, or chat (the starting tokenizer's own chat template).
         mask_prompt: Ignore the prompt's tokens in the loss (train on the response and end token only).
         packing: Pack whole training examples into rows of up to max_length tokens (evaluation stays unpacked).
+        position_shift: Move each training example's positions up by a random offset within the context
+            (evaluation and generation start at 0): the model cannot tie an instruction to where its parts
+            fall, which helps it on held-out combinations of wording and length.
         judge_url: OpenAI-compatible endpoint of an LLM judge that scores the test responses 0-100 with the
             book's prompt, e.g. http://127.0.0.1:11434/v1 for a local Ollama (null: no judge). The key, if
             needed, comes from $SCRATCHGPT_JUDGE_API_KEY (never printed).
@@ -76,6 +79,7 @@ class InstructConfig(ResponseConfig):
     prompt_style: str = "alpaca"
     mask_prompt: bool = False
     packing: bool = False
+    position_shift: bool = False
     judge_url: str | None = None
     judge_model: str = "llama3"
     # the book's chapter-7 training: every parameter, AdamW 5e-5, weight decay 0.1, 2 epochs of batch 8
@@ -109,6 +113,7 @@ class InstructionTask(NextTokenObjective, ResponseTask):
 
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
+        self.position_shift = cfg.position_shift
         where = self.start(resume_from)
         tok, max_length = self.tokenizer, self.max_length
         if cfg.judge_url and acc.is_main_process:
@@ -147,6 +152,7 @@ class InstructionTask(NextTokenObjective, ResponseTask):
             "prompt_style": cfg.prompt_style,
             "mask_prompt": cfg.mask_prompt,
             "packing": cfg.packing,
+            "position_shift": cfg.position_shift,
             **{f"{k}_examples": len(v) for k, v in tokenized.items()},
             "packed_train_rows": len(train) if cfg.packing else None,
             "train_sha256": records_sha256(splits["train"]),

@@ -142,6 +142,29 @@ def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.T
     return model(**batch).loss, (_targets(batch) != -100).sum()
 
 
+def _context(model: nn.Module) -> int:
+    """The context length of a model, also through a DDP or peft wrapper."""
+    inner = getattr(model, "module", model)
+    return inner.config.max_position_embeddings
+
+
+def shift_positions(batch: dict, context: int) -> dict:
+    """The batch with each row's position ids moved up by a random offset that keeps them inside the context.
+
+    Rows without `position_ids` count from 0; packed rows keep their restarts. Row i's offset is drawn
+    uniformly from 0 to `context - 1 - max(position_ids[i])` with torch's global generator (seeded by
+    the run and saved in its checkpoints). Trained this way, a model with learned absolute positions
+    cannot tie what it does to where in the context a prompt's parts fall (randomised positions).
+    """
+    ids = batch["input_ids"]
+    positions = batch.get("position_ids")
+    if positions is None:
+        positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    room = (context - 1 - positions.max(dim=1).values).clamp(min=0).cpu()  # (b,)
+    offsets = (torch.rand(room.shape) * (room + 1)).long().clamp(max=room)  # uniform on 0..room
+    return {**batch, "position_ids": positions + offsets.to(positions.device).unsqueeze(1)}
+
+
 def causal_lm_stats(model: nn.Module, batch: dict, byte_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per sequence, `(b,)` each: summed next-token loss, number of targets and, given `byte_lengths`
     (`tokenization.token_byte_lengths`), the UTF-8 bytes the targets stand for."""
@@ -172,11 +195,15 @@ class NextTokenObjective:
 
     Attributes:
         byte_lengths: Set by a task that reports bits per byte: the bytes of text each token id stands for.
+        position_shift: Set by a task trained with random position offsets (`shift_positions`).
     """
 
     byte_lengths: torch.Tensor | None = None
+    position_shift: bool = False  # training batches go through `shift_positions` (evaluation never does)
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position_shift:
+            batch = shift_positions(batch, _context(model))
         return causal_lm_loss(model, batch)
 
     def stats(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from hf_scratchgpt.folders import write_model_folder
 from hf_scratchgpt.judge import judge_prompt
 from hf_scratchgpt.prompts import chat_template, format_input, record_to_messages, response_prefix
 from hf_scratchgpt.tokenization import load_tokenizer, train_bpe_tokenizer
+from hf_scratchgpt.training.pretrain import NextTokenObjective, shift_positions
 from hf_scratchgpt.training.tracking import read_metrics
 
 from ..card_checks import check_card
@@ -256,3 +257,53 @@ def test_splits_may_be_missing_or_empty_and_no_records_is_one_line(base_model, t
     capsys.readouterr()
     assert main(_args(base_model, empty, tmp_path / "c")) == 2
     assert "empty.json: no records" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_shift_positions_stays_in_the_context_and_keeps_packed_restarts():
+    ids = torch.zeros((3, 10), dtype=torch.long)
+    torch.manual_seed(0)
+    draws = [shift_positions({"input_ids": ids}, context=16)["position_ids"] for _ in range(200)]
+    for positions in draws:
+        assert (positions - positions[:, :1] == torch.arange(10)).all()  # each row moves as a whole
+        assert positions.max() <= 15
+    assert {int(p[0, 0]) for p in draws} == set(range(7))  # every offset from 0 to 16 - 10 is drawn
+    packed = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3, 0]])
+    torch.manual_seed(1)
+    row = {"input_ids": ids[:1], "position_ids": packed}
+    shifted = [shift_positions(row, context=16)["position_ids"] for _ in range(100)]
+    assert all((s - packed == s[0, 0]).all() for s in shifted)  # the restarts are kept
+    assert {int(s[0, 0]) for s in shifted} == set(range(13))  # up to 16 - 1 - 3
+    full = shift_positions({"input_ids": torch.zeros((1, 16), dtype=torch.long)}, context=16)["position_ids"]
+    assert (full == torch.arange(16)).all()  # no room: no shift
+
+
+def test_position_shift_trains_on_shifted_positions_and_evaluates_unshifted():
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config())
+    ids = torch.randint(0, 97, (4, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    objective = NextTokenObjective()
+    objective.position_shift = True
+    torch.manual_seed(5)
+    expected = model(**shift_positions(batch, context=32)).loss
+    torch.manual_seed(5)
+    loss, targets = objective.loss(model, batch)
+    assert torch.equal(loss, expected) and targets == 4 * 11  # every next token
+    assert not torch.allclose(loss, model(**batch).loss)  # the positions did move
+    plain = NextTokenObjective()
+    evaluated, unshifted = objective.stats(model, batch), plain.stats(model, batch)
+    assert all(torch.equal(evaluated[k], unshifted[k]) for k in unshifted)  # evaluation never shifts
+
+
+def test_position_shift_run_resumes_to_the_same_weights(base_model, data_json, tmp_path):
+    extra = ["--position-shift", "--generate-test", "false", "--save-every", "3"]
+    assert main(_args(base_model, data_json, tmp_path / "straight", *extra, "--max-steps", "6")) == 0
+    assert main(_args(base_model, data_json, tmp_path / "plain", "--generate-test", "false", "--max-steps", "6")) == 0
+    assert main(_args(base_model, data_json, tmp_path / "resumed", *extra, "--max-steps", "3")) == 0
+    assert main(["finetune-instruct", "--out", str(tmp_path / "resumed"), "--resume", "auto", "--max-steps", "6"]) == 0
+    straight, resumed, plain = (
+        load_file(tmp_path / n / "final" / "model.safetensors") for n in ("straight", "resumed", "plain")
+    )
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert not all(torch.equal(straight[k], plain[k]) for k in straight)
+    assert json.loads((tmp_path / "straight" / "data_provenance.json").read_text())["position_shift"] is True
