@@ -67,9 +67,9 @@ class InstructConfig(ResponseConfig):
         prompt_style: alpaca (the book's), phi3, or chat (the starting tokenizer's own chat template).
         mask_prompt: Ignore the prompt's tokens in the loss (train on the response and end token only).
         packing: Pack whole training examples into rows of up to max_length tokens (evaluation stays unpacked).
-        position_shift: Move each training example's positions up by a random offset within the context
-            (evaluation and generation start at 0): the model cannot tie an instruction to where its parts
-            fall, which helps it on held-out combinations of wording and length.
+        position_shift: Move each training row's positions up by a random offset, at most the room its batch's
+            padded width leaves in the context (evaluation and generation start at 0): the model cannot tie an
+            instruction to where its parts fall, which helps it on held-out combinations of wording and length.
         judge_url: OpenAI-compatible endpoint of an LLM judge that scores the test responses 0-100 with the
             book's prompt, e.g. http://127.0.0.1:11434/v1 for a local Ollama (null: no judge). The key, if
             needed, comes from $SCRATCHGPT_JUDGE_API_KEY (never printed).
@@ -89,6 +89,13 @@ class InstructConfig(ResponseConfig):
     SAFE_ON_RESUME: ClassVar[frozenset[str]] = ResponseConfig.SAFE_ON_RESUME | {"judge_url", "judge_model"}
     VERB: ClassVar[str] = "finetune-instruct"
     RECORDS: ClassVar[str] = "instruction records"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.book_mode and self.position_shift:
+            raise ValueError(
+                "position_shift draws from the global RNG every step, so book_mode cannot follow the book's draws"
+            )
 
     def default_name(self) -> str:
         """`<model folder>-<data stem>-instruct`."""
@@ -281,6 +288,7 @@ class InstructionTask(NextTokenObjective, ResponseTask):
             "prompt_style": self.style_text(),
             "mask_prompt": "yes" if cfg.mask_prompt else "no",
             "packing": "yes" if cfg.packing else "no",
+            "position_shift": "yes (random offsets in training)" if cfg.position_shift else "no",
             "max_length": self.max_length,
             "longest_example": max(self.provenance["longest_example"].values(), default=0),
             "overlong": cfg.overlong,

@@ -155,12 +155,21 @@ def shift_positions(batch: dict, context: int) -> dict:
     uniformly from 0 to `context - 1 - max(position_ids[i])` with torch's global generator (seeded by
     the run and saved in its checkpoints). Trained this way, a model with learned absolute positions
     cannot tie what it does to where in the context a prompt's parts fall (randomised positions).
+
+    Args:
+        batch: A training batch with `input_ids` `(b, T)` and, for packed rows, `position_ids`.
+        context: The model's context length (its largest position id plus one).
+
+    Raises:
+        ValueError: A row whose positions already pass the context.
     """
     ids = batch["input_ids"]
     positions = batch.get("position_ids")
     if positions is None:
         positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-    room = (context - 1 - positions.max(dim=1).values).clamp(min=0).cpu()  # (b,)
+    room = (context - 1 - positions.max(dim=1).values).cpu()  # (b,)
+    if (room < 0).any():
+        raise ValueError(f"position ids up to {int(positions.max())} do not fit in the context of {context}")
     offsets = (torch.rand(room.shape) * (room + 1)).long().clamp(max=room)  # uniform on 0..room
     return {**batch, "position_ids": positions + offsets.to(positions.device).unsqueeze(1)}
 

@@ -187,6 +187,7 @@ def test_lora_and_packing_write_a_merged_model_and_a_causal_lm_adapter(base_mode
         (_records(20), ["--prompt-style", "llama"], r"prompt_style must be one of \('alpaca', 'phi3', 'chat'\)"),
         (_records(20), ["--max-length", "500"], "max_length 500 is longer than the model's context length 64"),
         ([{"instruction": "x " * 80, "input": "", "output": "y"}] * 10, [], "no training example fits in 64 tokens"),
+        (_records(20), ["--position-shift", "--book-mode"], "position_shift draws from the global RNG every step"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(base_model, tmp_path, capsys, records, extra, message):
@@ -275,6 +276,8 @@ def test_shift_positions_stays_in_the_context_and_keeps_packed_restarts():
     assert {int(s[0, 0]) for s in shifted} == set(range(13))  # up to 16 - 1 - 3
     full = shift_positions({"input_ids": torch.zeros((1, 16), dtype=torch.long)}, context=16)["position_ids"]
     assert (full == torch.arange(16)).all()  # no room: no shift
+    with pytest.raises(ValueError, match="position ids up to 16 do not fit in the context of 16"):
+        shift_positions({"input_ids": torch.zeros((1, 17), dtype=torch.long)}, context=16)
 
 
 def test_position_shift_trains_on_shifted_positions_and_evaluates_unshifted():
@@ -307,3 +310,6 @@ def test_position_shift_run_resumes_to_the_same_weights(base_model, data_json, t
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert not all(torch.equal(straight[k], plain[k]) for k in straight)
     assert json.loads((tmp_path / "straight" / "data_provenance.json").read_text())["position_shift"] is True
+    card = (tmp_path / "straight" / "final" / "README.md").read_text()
+    assert "| position shift | yes (random offsets in training) |" in card
+    assert "| position shift | no |" in (tmp_path / "plain" / "final" / "README.md").read_text()
