@@ -118,9 +118,12 @@ class InstructionTask(NextTokenObjective, ResponseTask):
     peft_task_type = "CAUSAL_LM"
     config: InstructConfig
 
+    @property
+    def position_shift(self) -> bool:  # NextTokenObjective's switch, read from the configuration
+        return self.config.position_shift
+
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:
         cfg = self.config
-        self.position_shift = cfg.position_shift
         where = self.start(resume_from)
         tok, max_length = self.tokenizer, self.max_length
         if cfg.judge_url and acc.is_main_process:
