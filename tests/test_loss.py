@@ -44,6 +44,27 @@ def test_fused_equals_plain_loss_and_gradients(monkeypatch, tied, chunk_elements
         assert torch.allclose(q.grad, p.grad, rtol=1e-5, atol=1e-7), name
 
 
+def test_only_positions_with_a_target_meet_the_head(monkeypatch):
+    rows = []
+    apply = loss_scratchgpt._LinearCrossEntropy.apply
+
+    def spy(hidden, weight, targets, *rest):
+        rows.append(hidden.shape[0])
+        assert (targets != -100).all()
+        return apply(hidden, weight, targets, *rest)
+
+    monkeypatch.setattr(loss_scratchgpt._LinearCrossEntropy, "apply", spy)
+    plain, fused = _pair()
+    ids = torch.randint(0, 97, (3, 20))
+    labels = torch.full_like(ids, -100)
+    labels[:, 15:] = ids[:, 15:]  # a masked prompt: 5 response tokens a row, each the target of the position before it
+    a, b = _run(plain, input_ids=ids, labels=labels), _run(fused, input_ids=ids, labels=labels)
+    assert rows == [3 * 5]  # not 3 * 19
+    assert b.loss.item() == pytest.approx(a.loss.item(), rel=1e-6)
+    for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
+        assert torch.allclose(q.grad, p.grad, rtol=1e-5, atol=1e-7), name
+
+
 def test_shifted_labels_and_gradient_accumulation_divisor():
     plain, fused = _pair()
     window = torch.randint(0, 97, (2, 17))

@@ -12,6 +12,8 @@ from hf_scratchgpt import (
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
 )
+from hf_scratchgpt.model import modeling_scratchgpt
+from hf_scratchgpt.model.layers_scratchgpt import Unpadded
 
 from .conftest import tiny_config
 
@@ -276,3 +278,71 @@ def test_torch_compile_gives_the_same_logits_loss_and_gradients():
     torch.testing.assert_close(c_loss, loss, rtol=1e-5, atol=1e-6)
     for name, grad in grads.items():
         torch.testing.assert_close(c_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _right_padded(lengths=(16, 9, 4), width=16):
+    ids = torch.randint(0, 97, (len(lengths), width))
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()  # (b, T), tokens first
+    return ids, mask
+
+
+@pytest.mark.parametrize("fused_loss", [False, True])
+def test_training_skips_right_padding_with_the_same_loss_and_gradients(monkeypatch, fused_loss):
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config(fused_linear_cross_entropy=fused_loss)).train()
+    ids, mask = _right_padded()
+    labels = ids.masked_fill(mask == 0, -100)
+    made = []
+    real = modeling_scratchgpt._unpadded
+    monkeypatch.setattr(modeling_scratchgpt, "_unpadded", lambda *a: made.append(real(*a)) or made[-1])
+
+    def run():
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    out, grads = run()
+    assert made[-1] is not None and made[-1].index.numel() == 16 + 9 + 4  # the blocks saw the real tokens only
+    monkeypatch.setattr(modeling_scratchgpt, "_unpadded", lambda *a: None)  # the padded computation
+    padded, padded_grads = run()
+    torch.testing.assert_close(out.loss, padded.loss, rtol=1e-6, atol=1e-7)
+    if not fused_loss:
+        real_tokens = mask.bool()
+        torch.testing.assert_close(out.logits[real_tokens], padded.logits[real_tokens], rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, padded_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_padding_is_kept_where_skipping_it_would_change_something():
+    _, right = _right_padded()
+    left = right.flip(1)
+    assert modeling_scratchgpt._unpadded(right.bool(), dropout=0.0) is not None
+    assert modeling_scratchgpt._unpadded(right.bool(), dropout=0.1) is None  # dropout would draw other masks
+    assert modeling_scratchgpt._unpadded(left.bool(), dropout=0.0) is None  # generation's left padding
+    assert modeling_scratchgpt._unpadded(torch.ones(2, 5, dtype=torch.bool), dropout=0.0) is None  # no padding
+    empty_row = right.bool().clone()
+    empty_row[2] = False
+    assert modeling_scratchgpt._unpadded(empty_row, dropout=0.0) is None
+    x = torch.randn(3, 16, 8)
+    unpadded = Unpadded(right.bool())
+    assert unpadded.unpad(x).shape == (1, 29, 8)
+    assert torch.equal(unpadded.pad(unpadded.unpad(x)), x * right[..., None])
+
+
+def test_outputs_that_need_the_padded_layout_keep_it():
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config()).eval()
+    ids, mask = _right_padded()
+    out = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
+    assert all(h.shape == (3, 16, 32) for h in out.hidden_states)
+    skipped = model(input_ids=ids, attention_mask=mask, use_cache=False)  # evaluation without a cache skips it
+    real_tokens = mask.bool()
+    torch.testing.assert_close(skipped.logits[real_tokens], out.logits[real_tokens], rtol=1e-5, atol=1e-6)
+    model.set_attn_implementation("eager")
+    torch.testing.assert_close(
+        model(input_ids=ids, attention_mask=mask, use_cache=False).logits[real_tokens],
+        out.logits[real_tokens],
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -48,6 +48,34 @@ def causal_mask(num_queries: int, num_keys: int, device: torch.device | None = N
     return torch.triu(torch.ones(num_queries, num_keys, dtype=torch.bool, device=device), diagonal=offset + 1)
 
 
+class Unpadded:
+    """Where the tokens of a right-padded batch sit, so the blocks can skip its padding.
+
+    The hidden states then travel as `(1, N, E)`, the batch's N real tokens one after another.
+    LayerNorm, the feed-forward network and the shortcuts treat every token alone, so only the
+    attention needs the batch's shape: it puts queries, keys and values back at their `(b, T)`
+    places (zeros at the padding) and takes the context of the real tokens out again. With right
+    padding and the causal mask no real token ever attends to padding, so this is the same
+    computation as the padded one, without the compute of the padding positions.
+
+    Args:
+        attention_mask: `(b, T)`, 1 for tokens and 0 for padding, every row's tokens first.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor) -> None:
+        self.shape = tuple(attention_mask.shape)  # (b, T)
+        self.index = attention_mask.flatten().nonzero().squeeze(1)  # (N,) places in the flattened batch
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """`(b, T, ...)` -> `(1, N, ...)`, the real tokens only."""
+        return x.flatten(0, 1).index_select(0, self.index).unsqueeze(0)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """`(1, N, ...)` -> `(b, T, ...)`, zeros at the padding."""
+        flat = x.new_zeros((self.shape[0] * self.shape[1], *x.shape[2:]))
+        return flat.index_copy(0, self.index, x.squeeze(0)).unflatten(0, self.shape)
+
+
 def masked_softmax_attention(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -156,20 +184,30 @@ class MultiHeadAttention(nn.Module):
         cache: Any = None,
         attn_implementation: str = "eager",
         output_attentions: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Attend over `x` (and the cached keys/values, if any).
 
         Args:
-            x: `(b, T, d_in)`.
+            x: `(b, T, d_in)`, or `(1, N, d_in)` with `unpadded`.
             mask: Boolean `(b, 1, T, S)` or `(T, S)`, True where attention is forbidden. None means
                 causal only (S = cached + T positions).
             cache: A transformers `Cache`; this layer's keys/values are appended to it.
             attn_implementation: `"eager"` or `"sdpa"`.
             output_attentions: Also return the attention weights (eager only).
+            unpadded: `x` holds only the real tokens of a right-padded batch (`Unpadded`; sdpa, no cache).
 
         Returns:
-            `(b, T, d_out)`, or `(output, weights)` when `output_attentions`.
+            `(b, T, d_out)` (`(1, N, d_out)` with `unpadded`), or `(output, weights)` when `output_attentions`.
         """
+        if unpadded is not None:
+            q, k, v = (unpadded.pad(w(x)) for w in (self.W_query, self.W_key, self.W_value))  # (b, T, d_out)
+            dropout_p = self.dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(
+                *map(self._split_heads, (q, k, v)), dropout_p=dropout_p, is_causal=True
+            )  # (b, n_heads, T, head_dim)
+            context = context.transpose(1, 2).flatten(2)  # (b, T, d_out)
+            return self.out_proj(unpadded.unpad(context))  # (1, N, d_out)
         b, num_tokens, _ = x.shape
         queries = self._split_heads(self.W_query(x))  # (b, n_heads, T, head_dim)
         keys = self._split_heads(self.W_key(x))
@@ -282,12 +320,18 @@ class TransformerBlock(GradientCheckpointingLayer):
         cache: Any = None,
         attn_implementation: str = "eager",
         output_attentions: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         fused = attn_implementation == "sdpa"  # the fast path also fuses LayerNorm and GELU
         shortcut = x  # shortcut around the attention sub-layer
         x = self.norm1.fused(x) if fused else self.norm1(x)
         x = self.att(
-            x, mask=mask, cache=cache, attn_implementation=attn_implementation, output_attentions=output_attentions
+            x,
+            mask=mask,
+            cache=cache,
+            attn_implementation=attn_implementation,
+            output_attentions=output_attentions,
+            unpadded=unpadded,
         )
         if output_attentions:
             x, attn_weights = x
@@ -305,6 +349,7 @@ class TransformerBlock(GradientCheckpointingLayer):
 __all__ = [
     "simplified_self_attention",
     "causal_mask",
+    "Unpadded",
     "masked_softmax_attention",
     "SelfAttention",
     "CausalAttention",

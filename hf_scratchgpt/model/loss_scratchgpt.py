@@ -2,6 +2,7 @@
 
 The plain path builds the `(tokens, vocab)` logits, their log-softmax, and in the backward pass a
 gradient of the same size: several passes over a tensor of 100M floats for a 50k vocabulary. Here
+only the positions with a target (not the ignored prompt and padding positions) meet the head, and
 the loss and its gradients with respect to the hidden states and the head weight are computed
 together in the forward pass, chunk by chunk: logits -> one `exp` -> softmax minus one-hot -> two
 matrix products. Nothing of vocabulary size outlives a chunk, and the backward pass only scales
@@ -77,8 +78,13 @@ def fused_linear_cross_entropy(
         hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = shift_labels.reshape(-1).to(hidden.device)
+    keep = targets != ignore_index
+    kept = int(keep.sum())
+    if 0 < kept < targets.numel():  # only target rows meet the head: masked prompts and padding cost nothing
+        rows = keep.nonzero().squeeze(1)
+        hidden, targets = hidden.index_select(0, rows), targets.index_select(0, rows)
     if num_items_in_batch is None:
-        divisor = (targets != ignore_index).sum().item()
+        divisor = kept
     else:
         divisor = float(num_items_in_batch.item() if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
     if divisor == 0:  # no targets: the plain path would give nan; keep the graph and give nan too

@@ -30,7 +30,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import slice_logits_to_keep
 
 from .configuration_scratchgpt import ScratchGPTConfig
-from .layers_scratchgpt import LayerNorm, TransformerBlock, causal_mask
+from .layers_scratchgpt import LayerNorm, TransformerBlock, Unpadded, causal_mask
 from .loss_scratchgpt import fused_linear_cross_entropy
 
 
@@ -142,7 +142,12 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         total = past + num_tokens
 
-        mask = None
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        impl = self.config._attn_implementation or "eager"
+        mask = unpadded = None
         if attention_mask is not None:
             if attention_mask.dim() != 2 or attention_mask.shape != (x_shape[0], total):
                 raise ValueError(
@@ -152,6 +157,9 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             attention_mask = attention_mask.bool()
             if position_ids is None:  # count positions from the first real token (left padding)
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            if impl == "sdpa" and cache is None and not (output_attentions or output_hidden_states):
+                unpadded = _unpadded(attention_mask, self.config.drop_rate if self.training else 0.0)
+        if attention_mask is not None and unpadded is None:
             blocked = causal_mask(num_tokens, total, attention_mask.device)  # (T, S)
             own = _own_position(num_tokens, total, attention_mask.device)  # (T, S)
             # a padding key is blocked, except for the query at that very position (no all -inf rows)
@@ -164,27 +172,44 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             inputs_embeds = self.tok_emb(input_ids)  # (b, T, emb_dim)
         x = inputs_embeds + self.pos_emb(position_ids)
         x = self.drop_emb(x)
+        if unpadded is not None:
+            x = unpadded.unpad(x)  # (1, N, emb_dim): the real tokens only
 
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        impl = self.config._attn_implementation or "eager"
         all_hidden = () if output_hidden_states else None
         all_attn = () if output_attentions else None
         for block in self.trf_blocks:
             if output_hidden_states:
                 all_hidden += (x,)
-            x = block(x, mask=mask, cache=cache, attn_implementation=impl, output_attentions=output_attentions)
+            x = block(
+                x,
+                mask=mask,
+                cache=cache,
+                attn_implementation=impl,
+                output_attentions=output_attentions,
+                unpadded=unpadded,
+            )
             if output_attentions:
                 x, weights = x
                 all_attn += (weights,)
         x = self.final_norm.fused(x) if impl == "sdpa" else self.final_norm(x)
+        if unpadded is not None:
+            x = unpadded.pad(x)  # (b, T, emb_dim), zeros at the padding
         if output_hidden_states:
             all_hidden += (x,)
         return BaseModelOutputWithPast(
             last_hidden_state=x, cache=cache if use_cache else None, hidden_states=all_hidden, attentions=all_attn
         )
+
+
+def _unpadded(attention_mask: torch.Tensor, dropout: float) -> Unpadded | None:
+    """An `Unpadded` view of a right-padded batch with padding, where skipping it changes nothing.
+
+    Dropout would draw other masks for fewer elements, so a batch trained with dropout keeps its padding.
+    """
+    if dropout > 0 or attention_mask.all():
+        return None
+    right_padded = (attention_mask[:, 1:] <= attention_mask[:, :-1]).all() and attention_mask[:, 0].all()
+    return Unpadded(attention_mask) if right_padded else None
 
 
 def _own_position(num_queries: int, num_keys: int, device: torch.device) -> torch.Tensor:

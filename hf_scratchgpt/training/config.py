@@ -34,6 +34,9 @@ class TrainConfig:
         max_steps: Optimizer steps to run (null: `epochs` full passes).
         batch_size: Examples per batch and process.
         grad_accum: Batches accumulated per optimizer step.
+        group_by_length: Batch training examples of similar length together, in a random order of batches
+            (transformers' group_by_length): less padding, so more examples a second when lengths vary. Tasks
+            whose rows all have one length (pretraining windows) refuse it.
         lr: Peak learning rate of AdamW.
         min_lr_ratio: Floor of the cosine schedule as a fraction of lr.
         lr_schedule: cosine (after warmup) or constant.
@@ -75,6 +78,7 @@ class TrainConfig:
     max_steps: int | None = 600
     batch_size: int = 16
     grad_accum: int = 1
+    group_by_length: bool = False
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     lr_schedule: str = "cosine"
@@ -143,6 +147,8 @@ class TrainConfig:
                 "book_mode cannot resume: the book's shuffle is drawn from the global RNG when an epoch "
                 "starts, so a resumed run would see another order; drop --resume or --book-mode"
             )
+        if self.book_mode and self.group_by_length:
+            raise ValueError("book_mode draws the book's shuffled batches; group_by_length would change them: give one")
         if self.resume is not None and self.overwrite:
             raise ValueError("--resume continues the run in OUT and --overwrite replaces it: give one of them")
 

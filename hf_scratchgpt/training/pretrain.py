@@ -178,7 +178,8 @@ def causal_lm_stats(model: nn.Module, batch: dict, byte_lengths: torch.Tensor | 
     """Per sequence, `(b,)` each: summed next-token loss, number of targets and, given `byte_lengths`
     (`tokenization.token_byte_lengths`), the UTF-8 bytes the targets stand for."""
     targets = _targets(batch)
-    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}).logits
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "shift_labels")}
+    logits = model(**{**inputs, "use_cache": False}).logits  # no cache to build: one pass over whole rows
     logits = logits[:, : targets.shape[1]].float()  # position t predicts target t
     losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
     counted = targets != -100

@@ -37,6 +37,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader, Subset
 
 from ..cards import hardware, template_fields
+from ..data.batching import LengthGroupedSampler
 from ..folders import check_output_dir, save_model_files, write_model_folder
 from ..hub import HubError, check_push_access, push_folder
 from .checkpoint import STATE_FILE, TrainState, complete_checkpoints, find_resume_checkpoint
@@ -82,14 +83,16 @@ def _plan(cfg: TrainConfig) -> tuple[Path, Path | None, bool]:
     return out, None, exists
 
 
-def _loader(ds: Any, cfg: TrainConfig, shuffle: bool, collate_fn: Any) -> DataLoader:
+def _loader(ds: Any, cfg: TrainConfig, shuffle: bool, collate_fn: Any, lengths: Any = None) -> DataLoader:
     """A loader with its own generator: an iterator draws a base seed when it starts, and from the
     global RNG that draw would shift dropout masks when a run resumes mid-epoch. In book mode the
-    draws come from the global RNG, as in the book."""
+    draws come from the global RNG, as in the book. Given `lengths`, a shuffled loader groups them."""
+    sampler = LengthGroupedSampler(lengths, cfg.batch_size, cfg.seed) if shuffle and lengths is not None else None
     return DataLoader(
         ds.with_format("torch") if hasattr(ds, "with_format") else ds,
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         drop_last=shuffle,
         collate_fn=collate_fn,
         generator=None if cfg.book_mode else torch.Generator().manual_seed(cfg.seed),
@@ -181,7 +184,10 @@ def run_training(task: Task) -> Path:
     try:
         set_seed(cfg.seed)
         setup = task.setup(acc, staging, ckpt)
-        train_loader = _loader(setup.train, cfg, True, setup.collate_fn)
+        if cfg.group_by_length and setup.train_lengths is None:
+            raise ValueError(f"group_by_length: the rows `scratchgpt {cfg.VERB}` trains on all have one length")
+        lengths = setup.train_lengths if cfg.group_by_length else None
+        train_loader = _loader(setup.train, cfg, True, setup.collate_fn, lengths)
         if len(train_loader) == 0:
             raise ValueError(
                 f"the training split has {len(setup.train)} examples, fewer than one batch of "
@@ -349,6 +355,7 @@ def _train_and_save(
             "steps": state.step,
             "tokens_seen": f"{state.tokens_seen:,}",
             "global_batch": global_batch,
+            "batch_order": "grouped by length, shuffled" if cfg.group_by_length else "shuffled",
             "num_processes": acc.num_processes,
             **{k: getattr(cfg, k) for k in ("lr", "lr_schedule", "warmup_steps", "weight_decay")},
             "clip_grad": "none" if cfg.clip_grad is None else cfg.clip_grad,

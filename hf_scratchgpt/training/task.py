@@ -8,7 +8,7 @@ of `Task` that fills in the methods below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +33,8 @@ class TaskSetup:
         provenance: What the data is (written to `data_provenance.json`).
         test: Named datasets evaluated once, with the final weights, when the task has a final
             evaluation (`Task.final_evaluation`), e.g. {"test": ...}.
+        train_lengths: The length of every training row, for `group_by_length` (None: the task's rows
+            all have one length, and the option is refused).
     """
 
     model: nn.Module
@@ -42,6 +44,7 @@ class TaskSetup:
     collate_fn: Callable | None = None
     provenance: dict = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
+    train_lengths: Sequence[int] | None = None
 
 
 class Task:

@@ -57,6 +57,7 @@ def test_overrides_are_typed():
         (["--seed"], r"--seed needs a value"),
         (["--lr", "1", "2"], r"--lr takes one value"),
         (["stray"], r"unexpected argument 'stray'"),
+        (["--book-mode", "--group-by-length"], r"book_mode draws the book's shuffled batches; group_by_length"),
     ],
 )
 def test_bad_options_are_named(argv, message):

@@ -200,6 +200,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         (["--out", "/proc/scratchgpt-run"], PermissionError, "is not writable"),
         (["--resume", "NOCKPT"], FileNotFoundError, "is not a complete checkpoint"),
         (["--log-with", "neptune"], ValueError, "unknown tracker 'neptune'"),
+        (["--group-by-length"], ValueError, "the rows `scratchgpt pretrain` trains on all have one length"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, extra, error, message):
