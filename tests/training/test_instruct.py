@@ -298,36 +298,43 @@ def test_position_shift_trains_on_shifted_positions_and_evaluates_unshifted():
     assert all(torch.equal(evaluated[k], unshifted[k]) for k in unshifted)  # evaluation never shifts
 
 
+def _straight_resumed_plain(base_model, data_json, tmp_path, option, steps, stop_at):
+    """Weights of a run with `option` straight to `steps`, the same stopped at `stop_at` and resumed, and a
+    run without the option; the card of the first and the last."""
+    extra = [option, "--generate-test", "false", "--save-every", str(stop_at)]
+    assert main(_args(base_model, data_json, tmp_path / "straight", *extra, "--max-steps", str(steps))) == 0
+    assert (
+        main(_args(base_model, data_json, tmp_path / "plain", "--generate-test", "false", "--max-steps", str(steps)))
+        == 0
+    )
+    assert main(_args(base_model, data_json, tmp_path / "resumed", *extra, "--max-steps", str(stop_at))) == 0
+    assert (
+        main(["finetune-instruct", "--out", str(tmp_path / "resumed"), "--resume", "auto", "--max-steps", str(steps)])
+        == 0
+    )
+    weights = [load_file(tmp_path / n / "final" / "model.safetensors") for n in ("straight", "resumed", "plain")]
+    cards = [(tmp_path / n / "final" / "README.md").read_text() for n in ("straight", "plain")]
+    return weights, cards
+
+
 def test_position_shift_run_resumes_to_the_same_weights(base_model, data_json, tmp_path):
-    extra = ["--position-shift", "--generate-test", "false", "--save-every", "3"]
-    assert main(_args(base_model, data_json, tmp_path / "straight", *extra, "--max-steps", "6")) == 0
-    assert main(_args(base_model, data_json, tmp_path / "plain", "--generate-test", "false", "--max-steps", "6")) == 0
-    assert main(_args(base_model, data_json, tmp_path / "resumed", *extra, "--max-steps", "3")) == 0
-    assert main(["finetune-instruct", "--out", str(tmp_path / "resumed"), "--resume", "auto", "--max-steps", "6"]) == 0
-    straight, resumed, plain = (
-        load_file(tmp_path / n / "final" / "model.safetensors") for n in ("straight", "resumed", "plain")
+    (straight, resumed, plain), (card, plain_card) = _straight_resumed_plain(
+        base_model, data_json, tmp_path, "--position-shift", steps=6, stop_at=3
     )
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert not all(torch.equal(straight[k], plain[k]) for k in straight)
     assert json.loads((tmp_path / "straight" / "data_provenance.json").read_text())["position_shift"] is True
-    card = (tmp_path / "straight" / "final" / "README.md").read_text()
     assert "| position shift | yes (random offsets in training) |" in card
-    assert "| position shift | no |" in (tmp_path / "plain" / "final" / "README.md").read_text()
+    assert "| position shift | no |" in plain_card
 
 
 def test_length_grouped_run_resumes_across_an_epoch_to_the_same_weights(base_model, data_json, tmp_path):
     # 102 training records in batches of 8: 12 steps an epoch; the resumed run restarts mid-epoch at step 7
-    extra = ["--group-by-length", "--generate-test", "false", "--save-every", "7"]
-    assert main(_args(base_model, data_json, tmp_path / "straight", *extra, "--max-steps", "15")) == 0
-    assert main(_args(base_model, data_json, tmp_path / "plain", "--generate-test", "false", "--max-steps", "15")) == 0
-    assert main(_args(base_model, data_json, tmp_path / "resumed", *extra, "--max-steps", "7")) == 0
-    assert main(["finetune-instruct", "--out", str(tmp_path / "resumed"), "--resume", "auto", "--max-steps", "15"]) == 0
-    straight, resumed, plain = (
-        load_file(tmp_path / n / "final" / "model.safetensors") for n in ("straight", "resumed", "plain")
+    (straight, resumed, plain), (card, plain_card) = _straight_resumed_plain(
+        base_model, data_json, tmp_path, "--group-by-length", steps=15, stop_at=7
     )
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert not all(torch.equal(straight[k], plain[k]) for k in straight)  # other batches than a plain shuffle
     assert "group_by_length: true" in (tmp_path / "straight" / "config.yaml").read_text()
-    card, plain_card = ((tmp_path / n / "final" / "README.md").read_text() for n in ("straight", "plain"))
     assert "| global batch | 8 (grouped by length, shuffled) |" in card
     assert "| global batch | 8 (shuffled) |" in plain_card
