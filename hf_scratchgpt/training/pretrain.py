@@ -227,6 +227,7 @@ class CausalLMTask(NextTokenObjective, Task):
     """Pretraining: next-token prediction on sliding windows of a corpus."""
 
     card_template = "pretrain"
+    rows_vary_in_length = False  # windows of the context length
     config: PretrainConfig
 
     def setup(self, acc: Accelerator, staging: Path, resume_from: Path | None) -> TaskSetup:

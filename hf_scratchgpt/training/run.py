@@ -158,6 +158,10 @@ def run_training(task: Task) -> Path:
     """
     cfg = task.config
     cfg.validate()
+    if cfg.group_by_length and not task.rows_vary_in_length:
+        raise ValueError(
+            f"group_by_length: the rows `scratchgpt {cfg.VERB}` trains on all have one length; drop --group-by-length"
+        )
     check_trackers(cfg.log_with)
     template_fields(task.card_template)  # the final folder's card can be written (checked before training)
     if cfg.push_to_hub is not None:  # a push that cannot work fails now, not after the training
@@ -184,9 +188,9 @@ def run_training(task: Task) -> Path:
     try:
         set_seed(cfg.seed)
         setup = task.setup(acc, staging, ckpt)
-        if cfg.group_by_length and setup.train_lengths is None:
-            raise ValueError(f"group_by_length: the rows `scratchgpt {cfg.VERB}` trains on all have one length")
         lengths = setup.train_lengths if cfg.group_by_length else None
+        if cfg.group_by_length and lengths is None:
+            raise TypeError(f"{type(task).__name__}.setup gave no train_lengths for group_by_length")
         train_loader = _loader(setup.train, cfg, True, setup.collate_fn, lengths)
         if len(train_loader) == 0:
             raise ValueError(

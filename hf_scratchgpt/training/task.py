@@ -55,6 +55,8 @@ class Task:
         plot_metric: The metric plotted beside the loss in `loss.png` (train_ and val_ values logged).
         final_evaluation: Evaluate the final weights on the whole training set, the evaluation sets
             and `TaskSetup.test` once the run ends, and write `report`'s result as `final/eval_results.json`.
+        rows_vary_in_length: The training rows differ in length, so `group_by_length` can group them (the
+            task's setup then gives `TaskSetup.train_lengths`).
 
     Args:
         config: The run's configuration.
@@ -63,6 +65,7 @@ class Task:
     card_template: ClassVar[str] = "model"
     plot_metric: ClassVar[str] = "perplexity"
     final_evaluation: ClassVar[bool] = False
+    rows_vary_in_length: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
