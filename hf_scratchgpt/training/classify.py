@@ -246,7 +246,7 @@ class ClassificationTask(FinetuneTask):
             collate_fn=ClassificationCollator(pad_token_id=pad),
             provenance=self.provenance,
             test={"test": data["test"]} if len(data["test"]) else {},
-            train_lengths=[len(ids) for ids in data["train"]["input_ids"]],
+            train_lengths=lambda: [len(ids) for ids in data["train"]["input_ids"]],
         )
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

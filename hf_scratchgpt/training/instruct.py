@@ -185,7 +185,7 @@ class InstructionTask(NextTokenObjective, ResponseTask):
             collate_fn=collate,
             provenance=self.provenance,
             test={"test": test} if len(test) else {},
-            train_lengths=[len(ids) for ids in train["input_ids"]],
+            train_lengths=lambda: [len(ids) for ids in train["input_ids"]],
         )
 
     def _encode(self, record: dict[str, Any]) -> tuple[list[int], int]:

@@ -182,7 +182,7 @@ class PreferenceTask(ResponseTask):
             collate_fn=collate,
             provenance=self.provenance,
             test={"test": test} if len(test) else {},
-            train_lengths=[pair_length(e) for e in tokenized["train"]],
+            train_lengths=lambda: [pair_length(e) for e in tokenized["train"]],
         )
 
     # ------------------------------------------------------------------ the loss and its statistics

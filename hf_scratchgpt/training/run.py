@@ -188,9 +188,11 @@ def run_training(task: Task) -> Path:
     try:
         set_seed(cfg.seed)
         setup = task.setup(acc, staging, ckpt)
-        lengths = setup.train_lengths if cfg.group_by_length else None
-        if cfg.group_by_length and lengths is None:
-            raise TypeError(f"{type(task).__name__}.setup gave no train_lengths for group_by_length")
+        lengths = None
+        if cfg.group_by_length:
+            if setup.train_lengths is None:
+                raise TypeError(f"{type(task).__name__}.setup gave no train_lengths for group_by_length")
+            lengths = setup.train_lengths()
         train_loader = _loader(setup.train, cfg, True, setup.collate_fn, lengths)
         if len(train_loader) == 0:
             raise ValueError(

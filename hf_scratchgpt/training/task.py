@@ -33,8 +33,8 @@ class TaskSetup:
         provenance: What the data is (written to `data_provenance.json`).
         test: Named datasets evaluated once, with the final weights, when the task has a final
             evaluation (`Task.final_evaluation`), e.g. {"test": ...}.
-        train_lengths: The length of every training row, for `group_by_length` (None: the task's rows
-            all have one length, and the option is refused).
+        train_lengths: Returns the length of every training row; called only for `group_by_length`, since
+            reading a large split's lengths takes seconds (None: the task's rows all have one length).
     """
 
     model: nn.Module
@@ -44,7 +44,7 @@ class TaskSetup:
     collate_fn: Callable | None = None
     provenance: dict = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
-    train_lengths: Sequence[int] | None = None
+    train_lengths: Callable[[], Sequence[int]] | None = None
 
 
 class Task:
