@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import inspect
 import re
 import types
@@ -141,12 +142,19 @@ def convert(name: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    """` (did you mean X?)` for the closest valid spelling of a mistyped name, else ``."""
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def from_mapping(cls: type, values: dict[str, Any], where: str) -> Any:
     """Build the dataclass `cls` from a mapping; unknown keys raise `ValueError` listing the valid ones."""
     types_ = {o.name: o.type for o in config_options(cls)}
     unknown = sorted(set(values) - set(types_))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(types_)}")
+        hint = _did_you_mean(str(unknown[0]), sorted(types_))
+        raise ValueError(f"{where}: unknown key(s) {unknown}{hint}; valid keys: {sorted(types_)}")
     return cls(**{k: convert(k, v, types_[k]) for k, v in values.items()})
 
 
@@ -221,7 +229,9 @@ def parse_args(
     if rest:
         flags = ", ".join(o.flag for o in sorted(options, key=lambda o: o.name) if not o.positional)
         if rest[0].startswith("-"):
-            raise UsageError(f"unknown option {rest[0].split('=')[0]}; valid options: {flags}")
+            flag = rest[0].split("=")[0]
+            hint = _did_you_mean(flag, [o.flag for o in options if not o.positional])
+            raise UsageError(f"unknown option {flag}{hint}; valid options: {flags}")
         i = argv.index(rest[0])
         if i >= 2 and argv[i - 2].startswith("--") and "=" not in argv[i - 2]:
             raise UsageError(f"{argv[i - 2]} takes one value, got {argv[i - 1 : i + 1]}")

@@ -177,6 +177,7 @@ def test_version(capsys):
         (["generate", "DIR"], "the following arguments are required: --prompt"),
         (["init-model", "--out", "x", "--seed"], "--seed needs a value"),
         (["init-model", "--out", "x", "--colour", "red"], "unknown option --colour; valid options: --context-length"),
+        (["init-model", "--out", "x", "--presett", "tiny"], "unknown option --presett (did you mean --preset?); valid"),
         (["train-tokenizer", "--files", "a.txt", "--vocab-size", "300", "--out", "o", "--overwrite", "maybe"],
          "--overwrite: expected true or false, got 'maybe'"),
         (["convert-book", "ckpt.pth", "out", "--preset", "gpt2-small", "extra"], "--preset takes one value, got"),
@@ -195,6 +196,9 @@ def test_recipe_keys_are_checked_like_options(tmp_path, capsys):
     recipe.write_text("lr: 0.01\nlearning_rate: 3\n")
     assert main(["pretrain", "--config", str(recipe)]) == 2
     assert "unknown key(s) ['learning_rate']; valid keys:" in capsys.readouterr().err
+    recipe.write_text("batch_sise: 64\n")
+    assert main(["pretrain", "--config", str(recipe)]) == 2
+    assert "unknown key(s) ['batch_sise'] (did you mean batch_size?); valid keys:" in capsys.readouterr().err
     recipe.write_text("lr: fast\n")
     assert main(["pretrain", "--config", str(recipe), "--max-steps", "1"]) == 2
     assert "lr: expected float, got 'fast'" in capsys.readouterr().err
