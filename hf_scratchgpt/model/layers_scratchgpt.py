@@ -195,23 +195,16 @@ class MultiHeadAttention(nn.Module):
             cache: A transformers `Cache`; this layer's keys/values are appended to it.
             attn_implementation: `"eager"` or `"sdpa"`.
             output_attentions: Also return the attention weights (eager only).
-            unpadded: `x` holds only the real tokens of a right-padded batch (`Unpadded`; sdpa, no cache).
+            unpadded: `x` holds only the real tokens of a right-padded batch (`Unpadded`; without a cache).
 
         Returns:
             `(b, T, d_out)` (`(1, N, d_out)` with `unpadded`), or `(output, weights)` when `output_attentions`.
         """
-        if unpadded is not None:
-            q, k, v = (unpadded.pad(w(x)) for w in (self.W_query, self.W_key, self.W_value))  # (b, T, d_out)
-            dropout_p = self.dropout.p if self.training else 0.0
-            context = F.scaled_dot_product_attention(
-                *map(self._split_heads, (q, k, v)), dropout_p=dropout_p, is_causal=True
-            )  # (b, n_heads, T, head_dim)
-            context = context.transpose(1, 2).flatten(2)  # (b, T, d_out)
-            return self.out_proj(unpadded.unpad(context))  # (1, N, d_out)
-        b, num_tokens, _ = x.shape
-        queries = self._split_heads(self.W_query(x))  # (b, n_heads, T, head_dim)
-        keys = self._split_heads(self.W_key(x))
-        values = self._split_heads(self.W_value(x))
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)  # (b, T, d_out)
+        if unpadded is not None:  # back at their (b, T) places; causal, no mask: no token attends to padding
+            queries, keys, values = (unpadded.pad(t) for t in (queries, keys, values))
+        b, num_tokens, _ = queries.shape
+        queries, keys, values = map(self._split_heads, (queries, keys, values))  # (b, n_heads, T, head_dim)
         if cache is not None:
             keys, values = cache.update(keys, values, self.layer_idx)  # (b, n_heads, S, head_dim)
         num_keys = keys.shape[-2]
@@ -233,6 +226,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
 
         context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (b, T, d_out): heads combined
+        if unpadded is not None:
+            context = unpadded.unpad(context)  # (1, N, d_out): the real tokens only
         out = self.out_proj(context)
         return (out, attn_weights) if output_attentions else out
 
