@@ -143,7 +143,7 @@ def convert(name: str, value: Any, tp: Any) -> Any:
 
 
 def _did_you_mean(name: str, valid: list[str]) -> str:
-    """` (did you mean X?)` for the closest valid spelling of a mistyped name, else ``."""
+    """` (did you mean X?)` naming the closest valid spelling of a mistyped name, or an empty string."""
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
 
