@@ -8,7 +8,9 @@ Two measures, each as cases timed in interleaved rounds (medians with their rang
   scratch" (`BPETokenizerSimple.train`). Same text (the-verdict.txt), same vocabulary size.
   Ratio: the pure-Python time / ours. No target.
 - GPT-2 encoding, MB/s of UTF-8 text: our GPT-2 tokenizer (`load_gpt2_tokenizer` on the shared
-  `encoder.json` + `vocab.bpe`) through the data pipeline's `encode_texts` vs tiktoken's `gpt2`
+  `encoder.json` + `vocab.bpe`) through the data pipeline's `encode_texts` (which hands GPT-2's
+  vocabulary to tiktoken, `tiktoken_engine`; also timed with `engine="tokenizers"`, the `tokenizers`
+  library that our own trained vocabularies use, as a second row) vs tiktoken's `gpt2`
   encoding built offline from the same two files (`encode_ordinary` / `encode_ordinary_batch`), on
   (a) one long text: every text of the shared data found (the-verdict, the instruction records,
   the SMS messages) joined and repeated to `--mb` MB; (b) that text cut into 2,000-character
@@ -17,13 +19,14 @@ times, about 1 MB in all, to outlast the clock's noise). Before timing, the ids 
   both are compared on every case; a difference is printed as a warning and recorded in the JSON.
   Ratio: our MB/s / tiktoken's; target 0.5 (ours within 2x of tiktoken).
 
-Threads: `encode_texts` cuts a long text into ~32K-character pieces and encodes them in parallel on
-the `tokenizers` Rayon pool (one thread per core unless `RAYON_NUM_THREADS` says otherwise);
-tiktoken's `encode_ordinary` is one thread, its `encode_ordinary_batch` a pool of 8 Python threads.
-`--threads N` sets `RAYON_NUM_THREADS=N` and tiktoken's batch threads to N; the JSON records what was in
-effect. Shortcuts: `tokenizers`' BPE model keeps a cache of words it has merged (warm after the first
-call), tiktoken looks a whole pre-token up in its vocabulary before merging; on the repeated long text
-both fire more often than on a large varied corpus.
+Threads: `encode_texts` cuts a long text into ~32K-character pieces and encodes them in parallel
+(tiktoken's threads or the `tokenizers` Rayon pool: one thread per core unless `RAYON_NUM_THREADS`
+says otherwise); tiktoken's `encode_ordinary` is one thread, its `encode_ordinary_batch` a pool of 8
+Python threads. `--threads N` sets `RAYON_NUM_THREADS=N` (both of our engines) and tiktoken's batch
+threads to N; the JSON records what was in effect. Shortcuts: `tokenizers`' BPE model keeps a cache
+of words it has merged (warm after the first call), tiktoken looks a whole pre-token up in its
+vocabulary before merging; on the repeated long text both fire more often than on a large varied
+corpus.
 
 Usage: python -m benchmarks.bench_tokenizer [--quick] [--out DIR] [--mb 5] [--rounds 5] [--threads N]
 Prints a table and writes DIR/tokenizer.json (default benchmarks/results/).
@@ -180,7 +183,7 @@ def bench_training(text: str, vocab_size: int, rounds: int) -> tuple[dict[str, A
 
 
 def our_time_breakdown(tokenizer: Any, text: str) -> dict[str, float]:
-    """One pass of `encode_texts`' steps on the long text, each timed: where our encoder's time goes."""
+    """One pass of `encode_texts`' steps on the long text with the `tokenizers` engine, each timed."""
     from hf_scratchgpt.data.tokenize import BATCH_PIECES, split_at_safe_spaces
 
     backend = tokenizer.backend_tokenizer
@@ -209,7 +212,7 @@ def bench_encoding(
     import tiktoken
 
     from hf_scratchgpt.book import use_local_gpt2_files
-    from hf_scratchgpt.data.tokenize import encode_texts
+    from hf_scratchgpt.data.tokenize import encode_texts, tiktoken_engine
     from hf_scratchgpt.tokenization import load_gpt2_tokenizer
 
     tokenizer = load_gpt2_tokenizer(gpt2_dir)
@@ -236,11 +239,16 @@ def bench_encoding(
         def ours(docs: list[str] = docs) -> list[list[int]]:
             return encode_texts(tokenizer, docs)
 
-        mismatch = first_difference(ours(), peer())  # also the warm-up call of both
+        def ours_tokenizers(docs: list[str] = docs) -> list[list[int]]:
+            return encode_texts(tokenizer, docs, engine="tokenizers")
+
+        peer_ids = peer()
+        mismatch = first_difference(ours(), peer_ids) or first_difference(ours_tokenizers(), peer_ids)  # warm-up too
         if mismatch:
             print(f"WARNING: {label}: our ids differ from tiktoken's: {mismatch}")
         calls = max(1, round(round_mb / mb))  # a small set is encoded several times a round
-        times = common.interleaved({"ours": ours, "peer": peer}, rounds=rounds, warmup=0, calls=calls)
+        cases_timed = {"ours": ours, "ours, tokenizers engine": ours_tokenizers, "peer": peer}
+        times = common.interleaved(cases_timed, rounds=rounds, warmup=0, calls=calls)
         rates = {name: [mb / t for t in ts] for name, ts in times.items()}
         details[label] = {
             "documents": len(docs),
@@ -249,6 +257,7 @@ def bench_encoding(
             "ids_identical": mismatch is None,
             "first_mismatch": mismatch,
             "ours": "encode_texts(load_gpt2_tokenizer(...), docs)",
+            "ours_engine": "tiktoken" if tiktoken_engine(tokenizer) is not None else "tokenizers",
             "peer": peer_name,
             "mb_per_s": {name: {**common.spread(r), "rounds": r} for name, r in rates.items()},
         }
@@ -264,6 +273,17 @@ def bench_encoding(
                 target=0.5,
             )
         )
+        rows.append(
+            common.headline(
+                "tokenizer",
+                f"GPT-2 encoding, {label} (`tokenizers` engine, as for trained vocabularies)",
+                common.spread(rates["ours, tokenizers engine"])["median"],
+                peer_name,
+                common.spread(rates["peer"])["median"],
+                common.ratio(rates["ours, tokenizers engine"], rates["peer"]),
+                "MB/s",
+            )
+        )
     first = next(iter(cases.values()))[0]
     details["our_time_breakdown_on_long_text"] = our_time_breakdown(tokenizer, first)
     details["threads"] = {
@@ -271,6 +291,7 @@ def bench_encoding(
         "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM"),
         "cores": os.cpu_count(),
         "tokenizers": "Rayon pool: RAYON_NUM_THREADS, else one thread per core",
+        "ours_tiktoken_engine": "encode_texts' threads: RAYON_NUM_THREADS, else one per core",
         "tiktoken_encode_ordinary": 1,
         "tiktoken_encode_ordinary_batch": batch_threads,
     }
@@ -299,7 +320,8 @@ def print_table(rows: list[dict[str, Any]], training: dict[str, Any], encoding: 
             print(f"encoding {label}: {d['documents']:,} documents, {d['megabytes']:.2f} MB, {same}")
     b = encoding["our_time_breakdown_on_long_text"]
     print(
-        f"our encoder on the long text, one pass: {b['pieces']} pieces; split {b['split_at_safe_spaces_s']:.3f} s, "
+        f"our tokenizers engine on the long text, one pass: {b['pieces']} pieces; "
+        f"split {b['split_at_safe_spaces_s']:.3f} s, "
         f"tokenizers encode_batch_fast {b['tokenizers_encode_batch_fast_s']:.3f} s, "
         f"ids to numpy/list {b['ids_to_numpy_and_list_s']:.3f} s"
     )
