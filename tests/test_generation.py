@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from hf_scratchgpt import ScratchGPTForCausalLM, generate_text, generate_text_simple
+from hf_scratchgpt.model import layers_scratchgpt
+from hf_scratchgpt.model.layers_scratchgpt import MIN_ROUTED_WEIGHTS, Linear
 
 from .conftest import tiny_config
 
@@ -144,3 +146,41 @@ def test_book_helpers_work_on_a_plain_logits_model():
         }
     ).eval()
     assert generate_text_simple(book, torch.zeros(1, 3, dtype=torch.long), 10, context_size=8).shape == (1, 13)
+
+
+def _record_decoding_route(model):
+    """Hooks on every `Linear`: for each forward call, whether the decoding route was on and its rows."""
+    calls = []
+
+    def hook(module, args):
+        calls.append((getattr(layers_scratchgpt._decoding, "on", False), args[0].numel() // module.in_features))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, Linear)]
+    return calls, handles
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_only_cached_sdpa_steps_take_the_decoding_route(impl):
+    torch.manual_seed(0)
+    # every weight at least MIN_ROUTED_WEIGHTS large, so that the route is taken, not only switched on
+    lm = ScratchGPTForCausalLM(tiny_config(emb_dim=384, n_heads=6, n_layers=2, vocab_size=512)).eval()
+    assert min(m.weight.numel() for m in lm.modules() if isinstance(m, Linear)) >= MIN_ROUTED_WEIGHTS
+    lm.config._attn_implementation = impl
+    layers_per_step = sum(isinstance(m, Linear) for m in lm.modules())
+    calls, handles = _record_decoding_route(lm)
+    try:
+        ids = torch.randint(0, 512, (2, 5))
+        out = lm.generate(ids, max_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(calls) == 4 * layers_per_step
+    prompt, steps = calls[:layers_per_step], calls[layers_per_step:]
+    assert not any(on for on, _ in prompt)  # the prompt's step is the plain product
+    assert all(on == (impl == "sdpa") for on, _ in steps) and {rows for _, rows in steps} == {2}
+    plain = lm.generate(ids, max_new_tokens=4, do_sample=False, use_cache=False, output_logits=True,
+                        return_dict_in_generate=True)  # fmt: skip
+    assert torch.equal(out.sequences, plain.sequences)
+    for routed, recomputed in zip(out.logits, plain.logits):
+        torch.testing.assert_close(routed, recomputed, atol=1e-4, rtol=1e-5)
+    assert not getattr(layers_scratchgpt._decoding, "on", False)  # switched off again after each step

@@ -1,6 +1,8 @@
 """Stage 3-5 building blocks, with SPEC's test vectors."""
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hf_scratchgpt import (
@@ -16,6 +18,7 @@ from hf_scratchgpt import (
     masked_softmax_attention,
     simplified_self_attention,
 )
+from hf_scratchgpt.model.layers_scratchgpt import FEW_ROWS, MIN_ROUTED_WEIGHTS, Linear, decoding_products
 
 from .conftest import tiny_config
 
@@ -128,7 +131,14 @@ def test_feed_forward_and_block_accept_the_book_dict():
     x = torch.rand(2, 4, 24)
     assert FeedForward(BOOK_CFG)(x).shape == (2, 4, 24)
     ff = FeedForward(BOOK_CFG)
-    assert [type(m) for m in ff.layers] == [nn.Linear, GELU, nn.Linear] and ff.layers[0].out_features == 96
+    # the book's nn.Linear layers (our subclass adds only a faster product for decoding steps)
+    assert [type(m) for m in ff.layers] == [Linear, GELU, Linear] and ff.layers[0].out_features == 96
+    assert isinstance(ff.layers[0], nn.Linear) and list(ff.state_dict()) == [
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.2.weight",
+        "layers.2.bias",
+    ]
     assert TransformerBlock(BOOK_CFG).eval()(x).shape == (2, 4, 24)
 
 
@@ -153,3 +163,32 @@ def test_fused_layer_norm_and_gelu_equal_the_readable_ones():
     ff = FeedForward(BOOK_CFG)
     y = torch.randn(2, 3, 24)
     torch.testing.assert_close(ff(y, fused=True), ff(y), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_decoding_route_equals_the_plain_product(bias):
+    torch.manual_seed(0)
+    layer = Linear(384, 400, bias=bias)
+    for rows in (1, 2, 5, FEW_ROWS):
+        x = torch.randn(rows, 1, 384)
+        with torch.no_grad(), decoding_products():
+            routed = layer(x)
+        assert routed.shape == (rows, 1, 400) and routed.is_contiguous()
+        torch.testing.assert_close(routed, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    # outside a decoding step, or with gradients, more rows or another dtype: nn.Linear itself, bit for bit
+    x = torch.randn(2, 384)
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    with decoding_products():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))  # gradients on
+        with torch.no_grad():
+            many = torch.randn(FEW_ROWS + 1, 384)
+            assert torch.equal(layer(many), F.linear(many, layer.weight, layer.bias))
+            half = layer.to(torch.bfloat16)
+            assert torch.equal(half(x.bfloat16()), F.linear(x.bfloat16(), half.weight, half.bias))
+    with decoding_products(), decoding_products(False), torch.no_grad():  # nested: the inner setting holds
+        assert torch.equal(layer.float()(x), F.linear(x, layer.weight, layer.bias))
+    small = Linear(128, 128, bias=bias)  # stays in cache: the plain product is faster there
+    with decoding_products(), torch.no_grad():
+        assert small.weight.numel() < MIN_ROUTED_WEIGHTS <= layer.weight.numel()
+        assert torch.equal(small(x[:, :128]), F.linear(x[:, :128], small.weight, small.bias))

@@ -10,7 +10,9 @@ Stage 5 (the model's parts): `LayerNorm`, `GELU`, `FeedForward`, `TransformerBlo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,6 +24,54 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 def _cfg(cfg: Any, key: str) -> Any:
     """Read `key` from the book's config dict or from a `ScratchGPTConfig`."""
     return cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
+
+
+FEW_ROWS = 16  # `Linear`'s decoding route applies to inputs of at most this many rows
+MIN_ROUTED_WEIGHTS = 1 << 17  # and to weights this large (smaller ones stay in cache: the plain product wins)
+_decoding = threading.local()
+
+
+@contextmanager
+def decoding_products(enabled: bool = True) -> Iterator[None]:
+    """While on (in this thread), `Linear` layers take their decoding route for a few rows; see `Linear`."""
+    before = getattr(_decoding, "on", False)
+    _decoding.on = enabled
+    try:
+        yield
+    finally:
+        _decoding.on = before
+
+
+class Linear(nn.Linear):
+    """`nn.Linear`, with the same parameters and state dict, and a faster product for token-by-token decoding.
+
+    With a KV cache each generation step multiplies a few rows (one per sequence) by every weight.
+    On the CPU, `x @ W.T` for a few rows runs on one core; the same product written `(W @ x.T).T`
+    runs on all of them (measured on 2 cores, a 384 x 1536 weight out of cache: 53 us against 152
+    for one row, 109 against 239 for eight; 1.25x at 384 x 384, 3.5x at 128 x 8192, but 0.6x at
+    128 x 128, where the plain product stays in cache). So while `decoding_products` is on (the
+    model's cached sdpa steps), a float32 CPU input of at most `FEW_ROWS` rows, with gradients off
+    and a weight of at least `MIN_ROUTED_WEIGHTS` elements, takes that route. It equals `F.linear` up
+    to float rounding; everything else is plain `nn.Linear`.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        if not (
+            0 < rows <= FEW_ROWS
+            and getattr(_decoding, "on", False)
+            and x.device.type == "cpu"
+            and x.dtype == self.weight.dtype == torch.float32
+            and self.weight.numel() >= MIN_ROUTED_WEIGHTS
+            and not torch.is_grad_enabled()
+        ):
+            return super().forward(x)
+        x2d = x.reshape(rows, self.in_features)
+        if rows == 1:  # two rows: the multi-core product, not the one-core matrix-vector kernel
+            x2d = x2d.expand(2, self.in_features)
+        cols = x2d.contiguous().t()  # (in, rows), the transpose of a row-major matrix (what the fast kernel takes)
+        out = self.weight @ cols if self.bias is None else torch.addmm(self.bias[:, None], self.weight, cols)
+        return out[:, :rows].t().contiguous().view(*x.shape[:-1], self.out_features)  # (..., out)
 
 
 def simplified_self_attention(inputs: torch.Tensor) -> torch.Tensor:
@@ -161,10 +211,10 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_out // num_heads
         self.context_length = context_length
         self.layer_idx = layer_idx
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)  # combines the heads
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias)  # nn.Linear, faster when decoding
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = Linear(d_out, d_out)  # combines the heads
         self.out_proj.is_residual_projection = True  # scaled init in the GPT-2 scheme
         self.dropout = nn.Dropout(dropout)
 
@@ -274,7 +324,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: Any) -> None:
         super().__init__()
         emb_dim = _cfg(cfg, "emb_dim")
-        self.layers = nn.Sequential(nn.Linear(emb_dim, 4 * emb_dim), GELU(), nn.Linear(4 * emb_dim, emb_dim))
+        self.layers = nn.Sequential(Linear(emb_dim, 4 * emb_dim), GELU(), Linear(4 * emb_dim, emb_dim))
         self.layers[2].is_residual_projection = True
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:

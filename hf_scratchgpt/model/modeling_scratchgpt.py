@@ -30,7 +30,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import slice_logits_to_keep
 
 from .configuration_scratchgpt import ScratchGPTConfig
-from .layers_scratchgpt import LayerNorm, TransformerBlock, Unpadded, causal_mask
+from .layers_scratchgpt import LayerNorm, Linear, TransformerBlock, Unpadded, causal_mask, decoding_products
 from .loss_scratchgpt import fused_linear_cross_entropy
 
 
@@ -177,20 +177,21 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
 
         all_hidden = () if output_hidden_states else None
         all_attn = () if output_attentions else None
-        for block in self.trf_blocks:
-            if output_hidden_states:
-                all_hidden += (x,)
-            x = block(
-                x,
-                mask=mask,
-                cache=cache,
-                attn_implementation=impl,
-                output_attentions=output_attentions,
-                unpadded=unpadded,
-            )
-            if output_attentions:
-                x, weights = x
-                all_attn += (weights,)
+        with decoding_products(_is_decoding_step(cache, impl)):
+            for block in self.trf_blocks:
+                if output_hidden_states:
+                    all_hidden += (x,)
+                x = block(
+                    x,
+                    mask=mask,
+                    cache=cache,
+                    attn_implementation=impl,
+                    output_attentions=output_attentions,
+                    unpadded=unpadded,
+                )
+                if output_attentions:
+                    x, weights = x
+                    all_attn += (weights,)
         x = self.final_norm.fused(x) if impl == "sdpa" else self.final_norm(x)
         if unpadded is not None:
             x = unpadded.pad(x)  # (b, T, emb_dim), zeros at the padding
@@ -212,6 +213,15 @@ def _unpadded(attention_mask: torch.Tensor, dropout: float) -> Unpadded | None:
     return Unpadded(attention_mask) if right_padded else None
 
 
+def _is_decoding_step(cache: Cache | None, impl: str) -> bool:
+    """A generation step after the prompt: cached keys exist and the fast (sdpa) path runs.
+
+    These steps may take `Linear`'s decoding route; the prompt, training and the eager path (the
+    book's arithmetic) never do.
+    """
+    return impl == "sdpa" and cache is not None and cache.get_seq_length() > 0
+
+
 def _own_position(num_queries: int, num_keys: int, device: torch.device) -> torch.Tensor:
     """Boolean `(T, S)`, True where key j is query i's own position (j = S - T + i)."""
     queries = torch.arange(num_keys - num_queries, num_keys, device=device)[:, None]
@@ -226,7 +236,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: ScratchGPTConfig) -> None:
         super().__init__(config)
         self.transformer = ScratchGPTModel(config)
-        self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.out_head = Linear(config.emb_dim, config.vocab_size, bias=False)  # nn.Linear, faster when decoding
         self._keep_constructed_weights()
         self.post_init()
 
@@ -245,9 +255,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def _fuse_loss(self) -> bool:
         """The fused loss serves training with a plain head (an adapter-wrapped head keeps the plain path)."""
         head = self.out_head
-        return bool(
-            self.config.fused_linear_cross_entropy and self.training and type(head) is nn.Linear and head.bias is None
-        )
+        plain = type(head) in (nn.Linear, Linear) and head.bias is None
+        return bool(self.config.fused_linear_cross_entropy and self.training and plain)
 
     def forward(
         self,
@@ -269,6 +278,9 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         ignored; the model shifts them. Already-shifted targets (the book's) go in `shift_labels=`.
         With `config.fused_linear_cross_entropy`, training with targets gives the loss only (`logits` None).
         """
+        if cache is None:
+            cache = kwargs.pop("past_key_values", None)  # the pre-5.24 name
+        decoding = _is_decoding_step(cache, self.config._attn_implementation or "eager")
         out = self.transformer(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -292,7 +304,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
                 kwargs.get("num_items_in_batch"),
             )
         else:
-            logits = self.out_head(hidden)  # (b, T, vocab_size)
+            with decoding_products(decoding):
+                logits = self.out_head(hidden)  # (b, T, vocab_size)
         if has_targets and loss is None:
             if kwargs.get("shift_labels") is not None:
                 kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss takes a view of it
