@@ -36,11 +36,16 @@ _ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -
 def _byte_level_backend(tokenizer: Any) -> Any:
     """The Rust tokenizer when it is GPT-2 style byte-level BPE (safe to cut at spaces), else None."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None:
+    if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None or _spaced_added(backend):
         return None
     desc = repr(backend.pre_tokenizer)
     ok = desc.startswith("ByteLevel(") and "add_prefix_space=False" in desc and "use_regex=True" in desc
     return backend if ok else None
+
+
+def _spaced_added(backend: Any) -> bool:
+    """Whether an added token holds whitespace: a cut at a space could split it, so no text is cut."""
+    return any(any(c.isspace() for c in t.content) for t in backend.get_added_tokens_decoder().values())
 
 
 def _gpt2_byte_decoder() -> dict[str, int]:
@@ -174,6 +179,8 @@ def encode_texts(tokenizer: Any, texts: list[str], as_numpy: bool = False, engin
     """
     if engine not in ("auto", "tokenizers"):
         raise ValueError(f"engine must be 'auto' or 'tokenizers', got {engine!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one str (for one text: encode(tokenizer, text))")
     backend = _byte_level_backend(tokenizer)
     if backend is None:
         if hasattr(tokenizer, "backend_tokenizer"):
@@ -228,7 +235,7 @@ def iter_exact_chunk_tokens(chunks: Iterable[str], tokenizer: Any) -> Iterator[l
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     pre = backend.pre_tokenizer if backend is not None else None
-    if pre is None or backend.normalizer is not None:
+    if pre is None or backend.normalizer is not None or _spaced_added(backend):
         yield encode(tokenizer, "".join(chunks))
         return
     fast = _byte_level_backend(tokenizer) is not None

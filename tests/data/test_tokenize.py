@@ -102,3 +102,19 @@ def test_engine_threads_follow_the_tokenizers_settings(monkeypatch):
 def test_unknown_engine_is_refused(gpt2_tokenizer):
     with pytest.raises(ValueError, match="engine must be 'auto' or 'tokenizers', got 'fast'"):
         encode_texts(gpt2_tokenizer, ["x"], engine="fast")
+
+
+def test_an_added_token_with_a_space_is_never_cut(shared_data):
+    tok = load_gpt2_tokenizer(shared_data / "gpt2")
+    tok.add_tokens(["foo bar"])
+    text = "y" * (tokenize.PIECE_CHARS + 2) + "foo bar" + " z" * 100  # the first safe space is inside the token
+    whole = _hf_ids(tok, [text])[0]
+    assert len(tok) - 1 in whole
+    assert encode_texts(tok, [text]) == [whole]
+    chunks = [text[i : i + 1000] for i in range(0, len(text), 1000)]
+    assert [t for ids in tokenize.iter_exact_chunk_tokens(chunks, tok) for t in ids] == whole
+
+
+def test_one_string_is_not_taken_for_a_list(gpt2_tokenizer):
+    with pytest.raises(TypeError, match="texts must be a list of strings, got one str"):
+        encode_texts(gpt2_tokenizer, "a single string")
