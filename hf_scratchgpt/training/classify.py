@@ -146,6 +146,7 @@ class ClassifierConfig(FinetuneConfig, ClassificationData):
     log_with: list[str] = field(default_factory=list)
 
     VERB: ClassVar[str] = "finetune-classifier"
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("model", "data")
 
     def validate(self) -> None:
         super().validate()

@@ -11,6 +11,7 @@ change is refused with one line.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -119,6 +120,9 @@ class TrainConfig:
     )  # fmt: skip
     # the verb that runs this config (for messages such as the resume command)
     VERB: ClassVar[str] = "train"
+    # fields that name local files or folders (or Hub ids); a local one is kept absolute (`absolute_paths`)
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ()
+    PATH_PREFIXES: ClassVar[tuple[str, ...]] = ()  # markers before a path, e.g. pretrain's "train:"
 
     def validate(self) -> None:
         """Raise `ValueError` naming the first field whose value cannot work."""
@@ -170,6 +174,30 @@ class TrainConfig:
         record["out"] = str(self.out_dir)
         return record
 
+    def absolute_paths(self) -> TrainConfig:
+        """The same config with each relative path in `PATH_FIELDS` that exists here made absolute.
+
+        Paths are read from the current folder when a run starts; kept absolute in `config.yaml`, they
+        read the same when `--resume` runs from another folder. A value that names no local path (a
+        Hub id, `builtin`) stays as it is.
+        """
+
+        def absolute(value: str) -> str:
+            prefix = next((p for p in self.PATH_PREFIXES if value.startswith(p)), "")
+            path = value[len(prefix) :]
+            if path and not os.path.isabs(path) and os.path.exists(path):
+                return prefix + os.path.abspath(path)
+            return value
+
+        changes = {}
+        for name in self.PATH_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                changes[name] = absolute(value)
+            elif isinstance(value, list):
+                changes[name] = [absolute(v) if isinstance(v, str) else v for v in value]
+        return dataclasses.replace(self, **changes)
+
     @classmethod
     def resolve(cls, values: dict[str, Any], where: str) -> TrainConfig:
         """Build from merged recipe + command-line values; with `resume`, continue the run saved in OUT.
@@ -177,11 +205,11 @@ class TrainConfig:
         Raises:
             ValueError: An unknown key, a bad value, or (resuming) a change that would alter the run.
         """
-        cfg = from_mapping(cls, values, where)
+        cfg = from_mapping(cls, values, where).absolute_paths()
         saved_file = cfg.out_dir / CONFIG_FILE
         if cfg.resume is not None and saved_file.is_file():
             saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-            base, given = from_mapping(cls, saved, str(saved_file)).to_dict(), cfg.to_dict()
+            base, given = from_mapping(cls, saved, str(saved_file)).absolute_paths().to_dict(), cfg.to_dict()
             for key in values:
                 if key not in cls.SAFE_ON_RESUME and given[key] != base[key]:
                     raise ValueError(

@@ -71,6 +71,7 @@ class FinetuneConfig(TrainConfig):
     drop_rate: float | None = None
 
     TRAIN_MODES: ClassVar[tuple[str, ...]] = TRAIN_MODES
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("model",)
 
     def validate(self) -> None:
         super().validate()

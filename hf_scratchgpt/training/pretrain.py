@@ -100,6 +100,8 @@ class PretrainConfig(TrainConfig):
         "sample_prompt", "sample_tokens", "sample_temperature", "sample_top_k",
     }  # fmt: skip
     VERB: ClassVar[str] = "pretrain"
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("data", "tokenizer")
+    PATH_PREFIXES: ClassVar[tuple[str, ...]] = (TRAIN_ONLY,)
 
     def validate(self) -> None:
         super().validate()

@@ -71,6 +71,7 @@ class ResponseConfig(FinetuneConfig):
     save_every: int | None = 500
 
     TRAIN_MODES: ClassVar[tuple[str, ...]] = ("all", "lora")
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("model", "data")
     SAFE_ON_RESUME: ClassVar[frozenset[str]] = FinetuneConfig.SAFE_ON_RESUME | {
         "max_new_tokens", "generate_test", "sample_tokens"
     }  # fmt: skip

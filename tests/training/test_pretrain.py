@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -363,3 +364,22 @@ def test_drawn_sample_is_repeatable_and_leaves_the_training_rng_alone(tmp_path):
     assert greedy.sample(model) != first  # a random untrained model: drawing differs from greedy
     with pytest.raises(ValueError, match="sample_temperature must be >= 0"):
         _cfg(tmp_path, "--sample-temperature", "-1").validate()
+
+
+def test_a_run_with_relative_paths_resumes_from_another_folder(tmp_path, monkeypatch):
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    (start / "corpus.txt").write_text((SHARED_DATA / "the-verdict.txt").read_text(encoding="utf-8"))
+    monkeypatch.chdir(start)
+    relative = [*TINY[2:], "--data", "builtin", "train:corpus.txt", "--out", "run", "--eval-every", "2"]
+    pretrain(resolve_config(PretrainConfig, [*relative, "--max-steps", "2", "--save-every", "2"]))
+    saved = yaml.safe_load((start / "run" / "config.yaml").read_text())
+    assert saved["data"] == ["builtin", f"train:{start / 'corpus.txt'}"]  # a local path is kept absolute
+    monkeypatch.chdir(elsewhere)  # where corpus.txt is no file
+    cfg = resolve_config(PretrainConfig, ["--out", str(start / "run"), "--resume", "auto", "--max-steps", "4"])
+    assert cfg.data == saved["data"]
+    pretrain(cfg)
+    assert [r["step"] for r in _evals(start / "run")] == [2, 4]
+    monkeypatch.chdir(start)  # the first command again, relative paths and all, continues the same run
+    again = resolve_config(PretrainConfig, [*relative, "--resume", "auto", "--max-steps", "6"])
+    assert again.data == saved["data"]
