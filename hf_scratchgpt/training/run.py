@@ -326,6 +326,11 @@ def _train_and_save(
         )  # fmt: skip
         try:
             if state.step >= max_steps and (out / "metrics.jsonl").is_file():  # a finished run: rewrite final/
+                if acc.is_main_process:
+                    print(
+                        f"the run already reached step {state.step} of {max_steps}: final/ and the final evaluation "
+                        f"are written again from that checkpoint (a larger --max-steps trains on)"
+                    )
                 metrics = [r for r in read_metrics(out / "metrics.jsonl") if r.get("step") == state.step][-1:]
                 metrics = metrics[0] if metrics else train(parts, task, settings, state)
             else:

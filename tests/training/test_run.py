@@ -42,8 +42,12 @@ def test_resume_continues_the_saved_run_without_repeating_options(tmp_path, caps
     assert "max_steps: 6" in (out / "config.yaml").read_text()
     assert "| learning rate | 0.002 (cosine" in (out / "final" / "README.md").read_text()  # the peak, not the last
     # resuming a finished run rewrites final/ from the last checkpoint and logs nothing twice
+    capsys.readouterr()
     pretrain(resolve_config(PretrainConfig, ["--out", str(out), "--resume", "auto"]))
     assert _steps(out) == [2, 4, 6] and (out / "final" / "model.safetensors").is_file()
+    assert "the run already reached step 6 of 6: final/ and the final evaluation are written again" in (
+        capsys.readouterr().out
+    )
     # a change that would make another run is refused with one line, by the API and the command line
     with pytest.raises(ValueError, match=r"cannot resume .*mine with lr = 0.01: the run was started with 0.002"):
         resolve_config(PretrainConfig, ["--out", str(out), "--resume", "auto", "--lr", "0.01"])
