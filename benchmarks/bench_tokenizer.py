@@ -212,7 +212,7 @@ def bench_encoding(
     import tiktoken
 
     from hf_scratchgpt.book import use_local_gpt2_files
-    from hf_scratchgpt.data.tokenize import TIKTOKEN_MIN_CHARS, encode_texts, tiktoken_engine
+    from hf_scratchgpt.data.tokenize import encode_texts, encoding_engine
     from hf_scratchgpt.tokenization import load_gpt2_tokenizer
 
     tokenizer = load_gpt2_tokenizer(gpt2_dir)
@@ -243,7 +243,6 @@ def bench_encoding(
             return encode_texts(tokenizer, docs, engine="tokenizers")
 
         peer_ids = peer()
-        long_docs = sum(map(len, docs)) >= TIKTOKEN_MIN_CHARS * len(docs)  # the engine encode_texts picks
         mismatch = first_difference(ours(), peer_ids) or first_difference(ours_tokenizers(), peer_ids)  # warm-up too
         if mismatch:
             print(f"WARNING: {label}: our ids differ from tiktoken's: {mismatch}")
@@ -258,7 +257,7 @@ def bench_encoding(
             "ids_identical": mismatch is None,
             "first_mismatch": mismatch,
             "ours": "encode_texts(load_gpt2_tokenizer(...), docs)",
-            "ours_engine": "tiktoken" if tiktoken_engine(tokenizer) and long_docs else "tokenizers",
+            "ours_engine": encoding_engine(tokenizer, docs),
             "peer": peer_name,
             "mb_per_s": {name: {**common.spread(r), "rounds": r} for name, r in rates.items()},
         }

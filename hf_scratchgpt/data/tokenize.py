@@ -69,8 +69,11 @@ def tiktoken_engine(tokenizer: Any) -> Any | None:
     when tiktoken is not installed.
     """
     backend = _byte_level_backend(tokenizer)
-    if backend is None:
-        return None
+    return None if backend is None else _tiktoken_for(tokenizer, backend)
+
+
+def _tiktoken_for(tokenizer: Any, backend: Any) -> Any | None:
+    """`tiktoken_engine` for a tokenizer whose byte-level `backend` is already known."""
     key = (len(tokenizer), id(backend))
     try:
         known = _ENGINES.get(tokenizer)
@@ -162,6 +165,34 @@ def split_at_safe_spaces(text: str, piece_chars: int = PIECE_CHARS) -> list[str]
     return pieces
 
 
+def _plan(tokenizer: Any, texts: list[str], engine: str) -> tuple[Any, list[str], list[int], Any]:
+    """How `encode_texts` encodes `texts`: the byte-level backend (None: the tokenizer is called as it is),
+    the pieces, each piece's text and the tiktoken engine (None: the `tokenizers` library)."""
+    if engine not in ("auto", "tokenizers"):
+        raise ValueError(f"engine must be 'auto' or 'tokenizers', got {engine!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one str (for one text: encode(tokenizer, text))")
+    backend = _byte_level_backend(tokenizer)
+    if backend is None:
+        return None, [], [], None
+    pieces, owners = [], []
+    for i, text in enumerate(texts):
+        for piece in split_at_safe_spaces(text):
+            pieces.append(piece)
+            owners.append(i)
+    # many short texts: `tokenizers`' batch call costs less per text than tiktoken's
+    long_texts = sum(map(len, pieces)) >= TIKTOKEN_MIN_CHARS * len(pieces)
+    fast = _tiktoken_for(tokenizer, backend) if engine == "auto" and long_texts else None
+    return backend, pieces, owners, fast
+
+
+def encoding_engine(tokenizer: Any, texts: list[str], engine: str = "auto") -> str:
+    """What `encode_texts(tokenizer, texts, engine=engine)` encodes with: "tiktoken", "tokenizers" (the
+    library, on cut pieces), or "tokenizer" (the tokenizer called as it is)."""
+    backend, _, _, fast = _plan(tokenizer, texts, engine)
+    return "tokenizer" if backend is None else "tokenizers" if fast is None else "tiktoken"
+
+
 def encode_texts(tokenizer: Any, texts: list[str], as_numpy: bool = False, engine: str = "auto") -> list:
     """Token ids of each text, without added special tokens, exactly as the tokenizer gives them.
 
@@ -177,25 +208,13 @@ def encode_texts(tokenizer: Any, texts: list[str], as_numpy: bool = False, engin
         as_numpy: Give int64 numpy arrays instead of lists.
         engine: "auto" (tiktoken where it applies), or "tokenizers" to keep the `tokenizers` library.
     """
-    if engine not in ("auto", "tokenizers"):
-        raise ValueError(f"engine must be 'auto' or 'tokenizers', got {engine!r}")
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got one str (for one text: encode(tokenizer, text))")
-    backend = _byte_level_backend(tokenizer)
+    backend, pieces, owners, fast = _plan(tokenizer, texts, engine)
     if backend is None:
         if hasattr(tokenizer, "backend_tokenizer"):
             ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         else:
             ids = [tokenizer.encode(t) for t in texts]
         return [np.asarray(x, dtype=np.int64) for x in ids] if as_numpy else ids
-    pieces, owners = [], []
-    for i, text in enumerate(texts):
-        for piece in split_at_safe_spaces(text):
-            pieces.append(piece)
-            owners.append(i)
-    # many short texts: `tokenizers`' batch call costs less per text than tiktoken's
-    long_texts = sum(map(len, pieces)) >= TIKTOKEN_MIN_CHARS * len(pieces)
-    fast = tiktoken_engine(tokenizer) if engine == "auto" and long_texts else None
     if fast is not None:
         threads = _encode_threads()
 

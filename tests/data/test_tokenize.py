@@ -8,7 +8,7 @@ from tokenizers import AddedToken
 
 from hf_scratchgpt.data import tokenize
 from hf_scratchgpt.data.sources import builtin_corpus_file
-from hf_scratchgpt.data.tokenize import encode_texts, tiktoken_engine
+from hf_scratchgpt.data.tokenize import encode_texts, encoding_engine, tiktoken_engine
 from hf_scratchgpt.tokenization import load_gpt2_tokenizer
 
 pytest.importorskip("tiktoken")
@@ -44,6 +44,8 @@ def test_gpt2_vocabulary_is_encoded_by_tiktoken_with_the_same_ids(shared_data, g
     assert engine is not None and engine.n_vocab == len(gpt2_tokenizer)
     texts = _real_texts(shared_data)
     assert sum(map(len, texts)) >= tokenize.TIKTOKEN_MIN_CHARS * len(texts)  # the tiktoken path is taken
+    assert encoding_engine(gpt2_tokenizer, texts) == "tiktoken"
+    assert encoding_engine(gpt2_tokenizer, texts, engine="tokenizers") == "tokenizers"
     ours = encode_texts(gpt2_tokenizer, texts)
     assert ours == _hf_ids(gpt2_tokenizer, texts)
     assert ours == encode_texts(gpt2_tokenizer, texts, engine="tokenizers")
@@ -55,6 +57,7 @@ def test_gpt2_vocabulary_is_encoded_by_tiktoken_with_the_same_ids(shared_data, g
 
 def test_short_texts_and_empty_texts_keep_their_ids(gpt2_tokenizer):
     texts = ["Hi", "", " ", "a<|endoftext|>b", TRICKY[:40]]
+    assert encoding_engine(gpt2_tokenizer, texts) == "tokenizers"  # short texts: the faster library there
     assert encode_texts(gpt2_tokenizer, texts) == _hf_ids(gpt2_tokenizer, texts)
     assert encode_texts(gpt2_tokenizer, ["", TRICKY * 5]) == _hf_ids(gpt2_tokenizer, ["", TRICKY * 5])
 
@@ -62,6 +65,7 @@ def test_short_texts_and_empty_texts_keep_their_ids(gpt2_tokenizer):
 def test_trained_vocabularies_keep_the_tokenizers_engine(shared_data, verdict_tokenizer):
     # merges numbered after the special tokens: merge rank and token id differ, so no tiktoken engine
     assert tiktoken_engine(verdict_tokenizer) is None
+    assert encoding_engine(verdict_tokenizer, ["x" * 1000]) == "tokenizers"
     text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8")
     assert encode_texts(verdict_tokenizer, [text]) == _hf_ids(verdict_tokenizer, [text])
 
@@ -118,3 +122,11 @@ def test_an_added_token_with_a_space_is_never_cut(shared_data):
 def test_one_string_is_not_taken_for_a_list(gpt2_tokenizer):
     with pytest.raises(TypeError, match="texts must be a list of strings, got one str"):
         encode_texts(gpt2_tokenizer, "a single string")
+
+
+def test_a_tokenizer_that_is_not_byte_level_is_called_as_it_is(shared_data):
+    from hf_scratchgpt.tokenization import SimpleTokenizer
+
+    simple = SimpleTokenizer.from_text((shared_data / "the-verdict.txt").read_text(encoding="utf-8"))
+    assert encoding_engine(simple, ["I HAD always thought"]) == "tokenizer"
+    assert encode_texts(simple, ["I HAD always thought"]) == [simple.encode("I HAD always thought")]
