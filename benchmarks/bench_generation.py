@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, synchronizer
+from benchmarks.common import BOOK_INSTALL, add_common_args, headline, interleaved, ratio, save, spread, synchronizer
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 
 HERE = Path(__file__).resolve().parent
@@ -89,7 +89,7 @@ def build(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     models = {"scratchgpt": ours, "transformers gpt2": gpt2}
     try:
         from llms_from_scratch.kv_cache.gpt2 import GPTModel
-    except ImportError:  # the book's package: pip install --no-deps llms-from-scratch==1.0.19
+    except ImportError:  # the book's package (BOOK_INSTALL); recorded as failed in main
         return models
     cfg = {
         "vocab_size": args.vocab, "context_length": args.context, "emb_dim": args.emb, "n_heads": args.heads,
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
     failed: dict[str, str] = {}
     if not any(name.startswith("book") for name in models):  # recorded, not hidden: the package is missing
-        failed["book (llms-from-scratch)"] = "not installed: pip install --no-deps llms-from-scratch==1.0.19"
+        failed["book (llms-from-scratch)"] = f"not installed: {BOOK_INSTALL}"
     with torch.inference_mode():
         for name, run in list(cases.items()):  # warm-up round, and every case generates the asked length
             try:

@@ -33,6 +33,7 @@ Writes DIR/train_throughput.json (default benchmarks/results/).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import resource
 import subprocess
@@ -45,7 +46,17 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from benchmarks.common import add_common_args, headline, interleaved, ratio, save, spread, synchronizer, timed
+from benchmarks.common import (
+    BOOK_INSTALL,
+    add_common_args,
+    headline,
+    interleaved,
+    ratio,
+    save,
+    spread,
+    synchronizer,
+    timed,
+)
 from hf_scratchgpt import ScratchGPTConfig, ScratchGPTForCausalLM
 from hf_scratchgpt.training.loop import param_groups
 
@@ -128,12 +139,13 @@ def flops_per_token(model: torch.nn.Module, size: dict[str, Any], length: int) -
     return 6 * n + 12 * size["layers"] * size["emb"] * length
 
 
+@functools.cache
 def book_missing() -> str | None:
-    """Why the book's models cannot run here (their package is not installed), or None."""
+    """Why the book's models cannot run here (their package is not installed), or None (asked once)."""
     try:
         importlib.import_module("llms_from_scratch.ch04")
     except ImportError as err:
-        return f"{err}: pip install --no-deps llms-from-scratch==1.0.19"
+        return f"{err}: {BOOK_INSTALL}"
     return None
 
 

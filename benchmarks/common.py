@@ -24,6 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SHARED_DATA = Path(os.environ.get("SCRATCHGPT_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
+BOOK_INSTALL = "pip install --no-deps llms-from-scratch==1.0.19"  # the book's package, for its rows
 LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "peft", "accelerate", "llms-from-scratch")
 
 
